@@ -1,0 +1,6 @@
+sys
+kmem -i
+kmem -z
+call __alloc_pages(GFP_KERNEL, 3)
+kmem -f
+log

@@ -1,0 +1,1 @@
+"""The simulated machine: a Linux memory manager in Python (see ARCHITECTURE.md)."""

@@ -1,0 +1,16 @@
+"""Subsystems that contribute files to the virtual tree, in registration order.
+
+Each entry is ``register(vfs, machine)``; a module adds itself here so the machine's file
+tree is assembled in one place (procfs, sysctl, sysfs, cgroupfs, debugfs ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from mmdbg.sim.fs import proc_sys
+
+REGISTRARS: list[Callable[[Any, Any], None]] = [
+    proc_sys.register,
+]

@@ -1,0 +1,1 @@
+"""Kernel header equivalents: constants and inline helpers shared by sim/ modules."""
