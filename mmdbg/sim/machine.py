@@ -88,6 +88,7 @@ class Machine:
         self.bad_pages = 0
         self.warnings = 0
         self.hooks = page_alloc.AllocHooks()
+        self.ac_cache: dict = {}
         self.cma_enabled = False
         self.gfp_allowed_mask = (1 << 25) - 1
         self.physmem = PhysMem()
@@ -288,9 +289,9 @@ class Machine:
         dump_page(self, pfn, reason)
 
     def show_mem(self) -> None:
-        from mmdbg.sim.mm.show_mem import __show_mem
+        from mmdbg.sim.mm import show_mem
 
-        __show_mem(self)
+        getattr(show_mem, "__show_mem")(self)  # a "__" name cannot be spelled in a class
 
     def warn_on(self) -> None:
         """WARN_ON() in the calling kernel function: ``WARNING: CPU: ... at FILE:LINE``."""

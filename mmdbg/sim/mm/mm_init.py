@@ -170,6 +170,7 @@ def build_all_zonelists(m: Any) -> None:
     """node_zonelists[0]: fallback (all nodes, nearest first); [1]: this node only."""
     nodes = m.node_data
     n = len(nodes)
+    m.ac_cache.clear()
     for pgdat in nodes:
         order = [pgdat.node_id] + [(pgdat.node_id + k) % n for k in range(1, n)]
         fallback = []

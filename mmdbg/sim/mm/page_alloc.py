@@ -39,6 +39,7 @@ from collections import deque
 from math import isqrt
 from typing import Any
 
+from mmdbg.sim import trace as _trace
 from mmdbg.sim.include.gfp import (
     __GFP_ACCOUNT,
     __GFP_COMP,
@@ -125,17 +126,22 @@ _NR_FREE_PAGES_BLOCKS = vmstat.NR_FREE_PAGES_BLOCKS
 _NR_FREE_CMA = vmstat.NR_FREE_CMA_PAGES
 _PGALLOC = vmstat.PGALLOC
 _PGFREE = vmstat.PGFREE
+_NUMA_HIT = vmstat.NUMA_HIT
+_NUMA_LOCAL = vmstat.NUMA_LOCAL
 
 
 class AllocContext:
     """``struct alloc_context`` (mm/internal.h)."""
 
     __slots__ = ("highest_zoneidx", "migratetype", "nodemask", "preferred_zone", "spread_dirty_pages",
-                 "zonelist")
+                 "zonelist", "zones")
     ktype = "alloc_context"
 
     def __init__(self) -> None:
         self.zonelist: list[Zone] = []
+        # the zonelist already filtered by highest_zoneidx and nodemask
+        # (for_next_zone_zonelist_nodemask), computed once per context
+        self.zones: tuple[Zone, ...] = ()
         self.nodemask: Any = None
         self.preferred_zone: Zone | None = None
         self.migratetype = 0
@@ -453,10 +459,21 @@ def rmqueue_pcplist(preferred_zone: Zone, zone: Zone, order: int, migratetype: i
     m = zone.machine
     pcp = zone.per_cpu_pageset[m.cpu]
     pcp.free_count >>= 1
-    lst = pcp.lists[order_to_pindex(migratetype, order)]
-    pfn = __rmqueue_pcplist(zone, order, migratetype, alloc_flags, pcp, lst)
-    if pfn is not None:
-        m.vm_events[_PGALLOC + zone.zone_idx] += 1 << order
+    lst = pcp.lists[MIGRATE_PCPTYPES * order + migratetype if order <= PAGE_ALLOC_COSTLY_ORDER
+                    else order_to_pindex(migratetype, order)]
+    if lst:  # __rmqueue_pcplist fast path, inlined
+        pfn = lst.pop()
+        pcp.count -= 1 << order
+    else:
+        pfn = __rmqueue_pcplist(zone, order, migratetype, alloc_flags, pcp, lst)
+        if pfn is None:
+            return None
+    m.vm_events[_PGALLOC + zone.zone_idx] += 1 << order
+    if preferred_zone is zone and zone.node == m.cpu_to_node[m.cpu]:
+        ev = zone.vm_numa_event  # zone_statistics() for the common local case
+        ev[_NUMA_HIT] += 1
+        ev[_NUMA_LOCAL] += 1
+    else:
         zone_statistics(preferred_zone, zone, 1)
     return pfn
 
@@ -569,20 +586,26 @@ def get_page_from_freelist(gfp_mask: int, order: int, alloc_flags: int,
                            ac: AllocContext) -> int | None:
     """Walk the zonelist for a zone above its watermark and take a page from it."""
     highest = ac.highest_zoneidx
-    nodemask = ac.nodemask
     wmark = alloc_flags & ALLOC_WMARK_MASK
-    for zone in ac.zonelist:
-        if zone.zone_idx > highest or not zone.managed_pages:
-            continue
-        if nodemask is not None and zone.node not in nodemask:
+    for zone in ac.zones:
+        if not zone.managed_pages:
             continue
         if not alloc_flags & ALLOC_NO_WATERMARKS:
             mark = zone._watermark[wmark] + zone.watermark_boost
-            if not zone_watermark_fast(zone, order, mark, highest, alloc_flags, gfp_mask):
-                continue
+            # zone_watermark_fast()'s order-0 shortcut, inlined for the common case
+            if order or alloc_flags & ALLOC_RESERVES or zone.vm_stat[_NR_FREE_PAGES] \
+                    - zone.nr_reserved_highatomic - zone.vm_stat[_NR_FREE_CMA] \
+                    <= mark + zone.lowmem_reserve[highest]:
+                if not zone_watermark_fast(zone, order, mark, highest, alloc_flags, gfp_mask):
+                    continue
         pfn = rmqueue(ac.preferred_zone, zone, order, gfp_mask, alloc_flags, ac.migratetype)
         if pfn is not None:
-            prep_new_page(zone, pfn, order, gfp_mask, alloc_flags)
+            mem_map = zone.machine.mem_map
+            if order or gfp_mask & _PREP_SLOW or mem_map.flags[pfn] & _CHECK_AT_PREP:
+                prep_new_page(zone, pfn, order, gfp_mask, alloc_flags)
+            else:
+                mem_map._refcount[pfn] = 1  # post_alloc_hook for a plain order-0 page
+                mem_map.order[pfn] = 0
             return pfn
     return None
 
@@ -609,18 +632,35 @@ def prep_new_page(zone: Zone, pfn: int, order: int, gfp_flags: int, alloc_flags:
 
 
 def prepare_alloc_pages(m: Any, gfp_mask: int, order: int, preferred_nid: int,
-                        nodemask: Any, ac: AllocContext) -> int:
+                        nodemask: Any) -> tuple[AllocContext, int]:
+    """Build (and memoise) the alloc_context for this node, zone limit and migratetype.
+
+    The kernel builds it on the stack each call; its inputs are few, so a machine keeps
+    the finished contexts keyed by them (cleared when zonelists are rebuilt).
+    """
+    key = (preferred_nid, gfp_mask & _AC_KEY_MASK, None if nodemask is None
+           else tuple(sorted(nodemask)))
+    hit = m.ac_cache.get(key)
+    if hit is not None:
+        return hit
+    ac = AllocContext()
     ac.highest_zoneidx = gfp_zone(gfp_mask)
     node = m.node_data[preferred_nid]
     ac.zonelist = node.node_zonelists[1 if gfp_mask & __GFP_THISNODE else 0]
-    ac.nodemask = nodemask
+    ac.nodemask = None if nodemask is None else frozenset(nodemask)
     ac.migratetype = gfp_migratetype(gfp_mask)
     ac.spread_dirty_pages = False
     ac.preferred_zone = first_zone(ac.zonelist, ac.highest_zoneidx, nodemask)
+    ac.zones = tuple(z for z in ac.zonelist if z.zone_idx <= ac.highest_zoneidx
+                     and (nodemask is None or z.node in nodemask))
     alloc_flags = ALLOC_WMARK_LOW
     if ac.migratetype == MIGRATE_MOVABLE and m.cma_enabled:
         alloc_flags |= ALLOC_CMA
-    return alloc_flags
+    m.ac_cache[key] = (ac, alloc_flags)
+    return ac, alloc_flags
+
+
+_AC_KEY_MASK = 0x1F | __GFP_THISNODE  # zone modifiers, migratetype bits, THISNODE
 
 
 def first_zone(zonelist: list[Zone], highest_zoneidx: int, nodemask: Any) -> Zone | None:
@@ -634,14 +674,16 @@ def first_zone(zonelist: list[Zone], highest_zoneidx: int, nodemask: Any) -> Zon
 def __alloc_pages(gfp_mask: int, order: int, preferred_nid: int = 0,
                   nodemask: Any = None) -> int | None:
     """The heart of the zoned buddy allocator: fast path, then the slow path."""
-    m = current_machine()
+    m = _trace._current
     if order > MAX_PAGE_ORDER:
         if not gfp_mask & __GFP_NOWARN:
             m.warn_on()
         return None
     gfp_mask &= m.gfp_allowed_mask
-    ac = AllocContext()
-    alloc_flags = prepare_alloc_pages(m, gfp_mask, order, preferred_nid, nodemask, ac)
+    hit = m.ac_cache.get((preferred_nid, gfp_mask & _AC_KEY_MASK, None)) if nodemask is None \
+        else None
+    ac, alloc_flags = hit if hit is not None else prepare_alloc_pages(
+        m, gfp_mask, order, preferred_nid, nodemask)
     pfn = None
     if ac.preferred_zone is not None:
         pfn = get_page_from_freelist(gfp_mask, order, alloc_flags, ac)
@@ -660,7 +702,7 @@ def __alloc_pages(gfp_mask: int, order: int, preferred_nid: int = 0,
 @kfunc(aliases=("alloc_pages_noprof",))
 def alloc_pages(gfp_mask: int, order: int) -> int | None:
     """Allocate 2**order pages on the current CPU's node; returns the first pfn or None."""
-    m = current_machine()
+    m = _trace._current
     return __alloc_pages(gfp_mask, order, m.cpu_to_node[m.cpu], None)
 
 
@@ -1022,7 +1064,8 @@ def free_pcppages_bulk(zone: Zone, count: int, pcp: Any, pindex: int) -> None:
 
 
 def free_frozen_page_commit(zone: Zone, pcp: Any, pfn: int, migratetype: int, order: int) -> None:
-    pindex = order_to_pindex(migratetype, order)
+    pindex = MIGRATE_PCPTYPES * order + migratetype if order <= PAGE_ALLOC_COSTLY_ORDER \
+        else order_to_pindex(migratetype, order)
     pcp.lists[pindex].append(pfn)
     pcp.count += 1 << order
     pcp.free_count += 1 << order
@@ -1033,15 +1076,24 @@ def free_frozen_page_commit(zone: Zone, pcp: Any, pfn: int, migratetype: int, or
 
 @kfunc(aliases=("free_unref_page", "free_the_page", "__free_frozen_pages"))
 def free_frozen_pages(pfn: int, order: int) -> None:
-    m = current_machine()
-    if not free_pages_prepare(m, pfn, order):
+    m = _trace._current
+    mem_map = m.mem_map
+    if order == 0 and not _tp_free.enabled and mem_map._mapcount[pfn] == -1 \
+            and not mem_map.flags[pfn] & _CHECK_AT_FREE and pfn not in mem_map.mapping \
+            and pfn not in mem_map.memcg_data:
+        # free_pages_prepare() for a clean order-0 page, inlined
+        mem_map.flags[pfn] &= _CLEAR_AT_PREP
+        if mem_map.private:
+            mem_map.private.pop(pfn, None)
+            mem_map.index.pop(pfn, None)
+    elif not free_pages_prepare(m, pfn, order):
         return
-    zone = m.pfn_zone(pfn)
+    zone = m.zones[m.zone_of_block[pfn >> PAGEBLOCK_ORDER]]
     m.vm_events[_PGFREE] += 1 << order
     if not (order <= PAGE_ALLOC_COSTLY_ORDER or order == PAGEBLOCK_ORDER):
         free_one_page(zone, pfn, order)
         return
-    migratetype = m.mem_map.pageblock_mt[pfn >> PAGEBLOCK_ORDER]
+    migratetype = mem_map.pageblock_mt[pfn >> PAGEBLOCK_ORDER]
     if migratetype >= MIGRATE_PCPTYPES:
         if migratetype == MIGRATE_ISOLATE:
             free_one_page(zone, pfn, order)
@@ -1050,15 +1102,21 @@ def free_frozen_pages(pfn: int, order: int) -> None:
     free_frozen_page_commit(zone, zone.per_cpu_pageset[m.cpu], pfn, migratetype, order)
 
 
+_CHECK_AT_FREE = pf.PAGE_FLAGS_CHECK_AT_FREE
+_CHECK_AT_PREP = pf.PAGE_FLAGS_CHECK_AT_PREP
+_PREP_SLOW = __GFP_ZERO | __GFP_COMP
+_CLEAR_AT_PREP = ~pf.PAGE_FLAGS_CHECK_AT_PREP & ((1 << 64) - 1)
+
+
 @kfunc(aliases=("___free_pages",))
 def __free_pages(page: int, order: int) -> None:
     """Drop a reference; the last one frees the block (put_page_testzero)."""
-    m = current_machine()
+    m = _trace._current
     if order > MAX_PAGE_ORDER or order < 0:
         m.warn_on()
         return
     mem_map = m.mem_map
-    if page < 0 or page >= mem_map.max_pfn or m.pfn_zone(page) is None:
+    if page < 0 or page >= mem_map.max_pfn or m.zone_of_block[page >> PAGEBLOCK_ORDER] < 0:
         bad_page(m, max(page, 0), "page outside memory map")
         return
     ref = mem_map._refcount[page]
