@@ -513,7 +513,7 @@ def test_kretprobe_and_kstack(machine):
     def ret(ev):
         out.append((ev.retval, ev.kstack()[:3]))
 
-    att = trace.attach_kprobe("rmqueue", ret, ret=True, machine=m)
+    att = trace.attach_kprobe("rmqueue_pcplist", ret, ret=True, machine=m)
     try:
         p = m.alloc_pages(GFP_KERNEL, 0)
     finally:

@@ -495,7 +495,6 @@ def rmqueue_buddy(preferred_zone: Zone, zone: Zone, order: int, alloc_flags: int
     return pfn
 
 
-@kfunc
 def rmqueue(preferred_zone: Zone, zone: Zone, order: int, gfp_flags: int, alloc_flags: int,
             migratetype: int) -> int | None:
     if order <= PAGE_ALLOC_COSTLY_ORDER or order == PAGEBLOCK_ORDER:
@@ -598,7 +597,13 @@ def get_page_from_freelist(gfp_mask: int, order: int, alloc_flags: int,
                     <= mark + zone.lowmem_reserve[highest]:
                 if not zone_watermark_fast(zone, order, mark, highest, alloc_flags, gfp_mask):
                     continue
-        pfn = rmqueue(ac.preferred_zone, zone, order, gfp_mask, alloc_flags, ac.migratetype)
+        # rmqueue() is static inline in the kernel: its pcp branch is open-coded here
+        if order <= PAGE_ALLOC_COSTLY_ORDER or order == PAGEBLOCK_ORDER:
+            pfn = rmqueue_pcplist(ac.preferred_zone, zone, order, ac.migratetype, alloc_flags)
+            if pfn is None:
+                pfn = rmqueue_buddy(ac.preferred_zone, zone, order, alloc_flags, ac.migratetype)
+        else:
+            pfn = rmqueue_buddy(ac.preferred_zone, zone, order, alloc_flags, ac.migratetype)
         if pfn is not None:
             mem_map = zone.machine.mem_map
             if order or gfp_mask & _PREP_SLOW or mem_map.flags[pfn] & _CHECK_AT_PREP:
@@ -1085,6 +1090,7 @@ def free_frozen_pages(pfn: int, order: int) -> None:
         mem_map.flags[pfn] &= _CLEAR_AT_PREP
         if mem_map.private:
             mem_map.private.pop(pfn, None)
+        if mem_map.index:
             mem_map.index.pop(pfn, None)
     elif not free_pages_prepare(m, pfn, order):
         return
