@@ -63,14 +63,18 @@ def sysctl_handler(name: str) -> Callable[[Callable[[Any, int], None]], Callable
     return deco
 
 
-_INT = re.compile(r"\s*([-+]?\d+)\s*")
+# proc_get_long(): an optional '-', then strtoul with base 0 (0x hex, leading-0 octal,
+# decimal), ended by whitespace; no '+'.
+_INT = re.compile(r"\s*(-?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)\s*")
 
 
 def parse_int(text: str) -> int:
     mt = _INT.fullmatch(text)
     if not mt:
         raise KernelError(errno.EINVAL)
-    return int(mt.group(1))
+    value = int(mt.group(2), 16 if mt.group(2)[:2].lower() == "0x" else
+                8 if mt.group(2).startswith("0") else 10)
+    return -value if mt.group(1) else value
 
 
 @sysctl_handler("vm.min_free_kbytes")

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from mmdbg.sim.fs import proc_sys
+from mmdbg.sim.fs import proc, proc_sys
 
 REGISTRARS: list[Callable[[Any, Any], None]] = [
     proc_sys.register,
+    proc.register,
 ]

@@ -27,7 +27,8 @@ allocation that cannot be satisfied fails as Linux fails it: ``warn_alloc`` in d
 Simplifications (stated, not hidden):
   * ``ALLOC_NOFRAGMENT`` and watermark boosting are not modelled; fallbacks happen as soon as
     the requested migratetype is exhausted in a zone.
-  * PCP ``high`` is fixed at ``high_min`` (no auto-tuning between high_min and high_max);
+  * PCP ``high`` is clamped into [high_min, high_max] on free as nr_pcp_high() does, but is
+    not tuned upwards on bursts of frees nor decayed by vmstat work;
     ``nr_pcp_alloc``/``nr_pcp_free`` use ``batch`` (scaled by order for refills).
   * No zone lock or IRQ state: the simulation is single-threaded per machine.
   * ``__GFP_NOFAIL`` gives up after MAX_NOFAIL_RETRIES loops instead of looping forever.
@@ -913,7 +914,15 @@ def warn_alloc(gfp_mask: int, nodemask: Any, msg: str) -> None:
     m.printk(f"{comm}: {msg}, mode:{gfp_mask:#x}({format_gfp(gfp_mask)}), "
              f"nodemask={nm},cpuset=/,mems_allowed={mems}", level=4)
     m.dump_stack()
-    m.show_mem()
+    warn_alloc_show_mem(m, gfp_mask, nodemask)
+
+
+def warn_alloc_show_mem(m: Any, gfp_mask: int, nodemask: Any) -> None:
+    """Mem-Info up to the request's highest zone, filtered to its nodes when it may block."""
+    from mmdbg.sim.mm.show_mem import SHOW_MEM_FILTER_NODES, __show_mem
+
+    filt = SHOW_MEM_FILTER_NODES if gfp_mask & __GFP_DIRECT_RECLAIM else 0
+    __show_mem(m, filt, nodemask, gfp_zone(gfp_mask))
 
 
 # ---------------------------------------------------------------------------------------
@@ -943,6 +952,7 @@ def bad_page(m: Any, pfn: int, reason: str) -> None:
     comm = m.current.comm if m.current is not None else "swapper/0"
     m.printk(f"BUG: Bad page state in process {comm}  pfn:{pfn:05x}", level=1)
     m.dump_page(pfn, reason)
+    m.printk("Modules linked in:", level=4)  # print_modules()
     m.dump_stack()
     m.add_taint("B")
     m.bad_pages += 1
@@ -1074,7 +1084,13 @@ def free_frozen_page_commit(zone: Zone, pcp: Any, pfn: int, migratetype: int, or
     pcp.lists[pindex].append(pfn)
     pcp.count += 1 << order
     pcp.free_count += 1 << order
+    # nr_pcp_high(): pcp->high starts at 0 and is clamped into [high_min, high_max] on
+    # the first free, which is why an unused zone shows "high: 0" in zoneinfo
     high = pcp.high
+    if high < pcp.high_min:
+        high = pcp.high = pcp.high_min
+    elif high > pcp.high_max:
+        high = pcp.high = pcp.high_max
     if pcp.count >= high:
         free_pcppages_bulk(zone, nr_pcp_free(pcp, pcp.batch, high), pcp, pindex)
 
@@ -1308,7 +1324,7 @@ def zone_set_pageset_high_and_batch(zone: Zone, cpu_online: int = 0) -> None:
         pcp.batch = new_batch
         pcp.high_min = high_min
         pcp.high_max = high_max
-        pcp.high = high_min if zone.managed_pages else 0
+        pcp.high = min(pcp.high, high_max) if pcp.high else 0  # BOOT_PAGESET_HIGH until used
 
 
 def calculate_normal_threshold(zone: Zone) -> int:
