@@ -106,6 +106,7 @@ class MapRef(Expr):
 class Call(Expr):
     name: str
     args: list[Expr]
+    name_loc: Loc = field(default=NOLOC, compare=False, repr=False)
 
 
 @dataclass

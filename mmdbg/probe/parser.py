@@ -264,7 +264,7 @@ def _build(rule: str, kids: list[Any], meta: Any) -> Any:
     if rule == "expr_list" or rule == "call_args":
         return [expr_of(k) for k in kids if k is not None]
     if rule == "call":
-        return A.Call(str(kids[0]), kids[1], loc=loc)
+        return A.Call(str(kids[0]), kids[1], name_loc=_tok_loc(kids[0]), loc=loc)
     if rule == "ternary":
         return A.Ternary(expr_of(kids[0]), expr_of(kids[1]), expr_of(kids[2]), loc=loc)
     if rule == "elvis":
