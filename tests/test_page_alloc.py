@@ -51,6 +51,7 @@ def events(tp_name, m):
 def test_split_puts_upper_halves_back(machine):
     """An order-0 request from an order-10 block leaves one free block of every order 0..9."""
     m = machine
+    m.drain_all_pages()
     zone = m.zones[ZONE_DMA32]
     # drain the lower orders so __rmqueue_smallest has to split an order-10 block
     for order in range(10):

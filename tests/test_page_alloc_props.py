@@ -29,8 +29,12 @@ op = st.one_of(
 
 
 def fresh():
-    # booting 128 MiB takes milliseconds; a fresh machine per example keeps examples independent
-    return mmdbg.boot("mem=128M cpus=2 numa=fake=1")
+    # booting 128 MiB takes milliseconds; a fresh machine per example keeps examples independent.
+    # Boot-time allocations leave pages on the per-CPU lists: drain them so the buddy lists
+    # are the reference state.
+    m = mmdbg.boot("mem=128M cpus=2 numa=fake=1")
+    m.drain_all_pages()
+    return m
 
 
 def buddyinfo(m):

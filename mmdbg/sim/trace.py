@@ -65,12 +65,13 @@ _NO_OVERRIDE = object()
 class Event:
     """What a handler sees: the probe, the machine, args, retval and the stack on demand."""
 
-    __slots__ = ("args", "machine", "override", "probe", "retval")
+    __slots__ = ("args", "entry", "machine", "override", "probe", "retval")
 
-    def __init__(self, probe: Any, machine: Any, args: Any) -> None:
+    def __init__(self, probe: Any, machine: Any, args: Any, entry: bool = False) -> None:
         self.probe = probe
         self.machine = machine
         self.args = args
+        self.entry = entry  # a kprobe at function entry: the probed frame is not live yet
         self.retval: Any = None
         self.override: Any = _NO_OVERRIDE
 
@@ -92,7 +93,11 @@ class Event:
         return self.override is not _NO_OVERRIDE
 
     def kstack(self, limit: int = 127) -> list[str]:
-        return kstack(limit, sys._getframe(1))
+        stack = kstack(limit, sys._getframe(1))
+        if self.entry and self.retval is None:
+            stack.insert(0, f"{self.probe.name}+0")  # the probed function, about to run
+            del stack[limit:]
+        return stack
 
     def kframes(self, limit: int = 127) -> list[KFrame]:
         return kframes(limit, sys._getframe(1))
@@ -117,6 +122,13 @@ class Attachment:
 # Tracepoints
 
 
+class TraceArgs:
+    """A tracepoint's fields as attributes (``ev.args.order``); ``vars(args)`` is the record."""
+
+    def __repr__(self) -> str:
+        return f"TraceArgs({self.__dict__!r})"
+
+
 class TraceField(SimpleNamespace):
     name: str
     type: str
@@ -128,6 +140,7 @@ class Tracepoint:
 
     __slots__ = (
         "_handlers",
+        "_htuple",
         "category",
         "declared",
         "enabled",
@@ -149,6 +162,7 @@ class Tracepoint:
         self.enabled = False
         self.declared = False
         self._handlers: list[Attachment] = []
+        self._htuple: tuple[Attachment, ...] = ()
 
     @property
     def full_name(self) -> str:
@@ -160,19 +174,23 @@ class Tracepoint:
     def attach(self, handler: Callable[[Event], Any], machine: Any = None) -> Attachment:
         att = Attachment(self, "tracepoint", handler, machine or _current)
         self._handlers.append(att)
+        self._htuple = tuple(self._handlers)
         self.enabled = True
         return att
 
     def _detach(self, att: Attachment) -> None:
         if att in self._handlers:
             self._handlers.remove(att)
+        self._htuple = tuple(self._handlers)
         self.enabled = bool(self._handlers)
 
     def fire(self, **fields: Any) -> None:
         """Deliver one event to the handlers attached for the current machine."""
         m = _current
-        ev = Event(self, m, SimpleNamespace(**fields))
-        for att in tuple(self._handlers):
+        args = TraceArgs()
+        args.__dict__ = fields
+        ev = Event(self, m, args)
+        for att in self._htuple:
             if att.machine is m:
                 att.handler(ev)
 
@@ -318,7 +336,7 @@ def _make_wrapper(kf: KernelFunction) -> FunctionType:
 
     def kprobe_wrapper(*a: Any, **k: Any) -> Any:
         m = _current
-        ev = Event(kf, m, _KArgs(kf, a, k))
+        ev = Event(kf, m, _KArgs(kf, a, k), True)
         for att in tuple(entry):
             if att.machine is m:
                 att.handler(ev)
