@@ -80,6 +80,7 @@ def test_split_puts_upper_halves_back(machine):
 
 def test_free_merges_buddies_back_to_the_boot_state(machine):
     m = machine
+    m.drain_all_pages()
     bi0 = buddyinfo(m)
     pfns = [m.alloc_pages(GFP_KERNEL, 2) for _ in range(50)]
     assert buddyinfo(m) != bi0
