@@ -103,10 +103,11 @@ def test_buddy_pfn_is_pfn_xor_size(machine):
 def test_higher_order_not_on_pcp_goes_straight_to_buddy(machine):
     m = machine
     z = m.zones[ZONE_DMA32]
+    before = [p.count for p in z.per_cpu_pageset]
     pfn = m.alloc_pages(GFP_KERNEL, 5)
-    assert sum(p.count for p in z.per_cpu_pageset) == 0
+    assert [p.count for p in z.per_cpu_pageset] == before
     m.free_pages(pfn, 5)
-    assert sum(p.count for p in z.per_cpu_pageset) == 0
+    assert [p.count for p in z.per_cpu_pageset] == before
 
 
 # -- per-CPU lists -------------------------------------------------------------------------
@@ -258,7 +259,8 @@ def test_unmovable_request_claims_a_movable_pageblock(machine):
     m = machine
     got, att = events("kmem:mm_page_alloc_extfrag", m)
     try:
-        pfn = m.alloc_pages(GFP_KERNEL, 0)  # boot left only MOVABLE pageblocks
+        # nothing allocates from ZONE_DMA at boot: all its pageblocks are still MOVABLE
+        pfn = m.alloc_pages(GFP_KERNEL | __GFP_DMA, 0)
     finally:
         att.detach()
     assert got, "the first unmovable allocation must fall back"
@@ -554,8 +556,9 @@ def test_boot_layouts_are_consistent(cmdline, nodes):
     assert (dma.zone_start_pfn, dma.spanned_pages, dma.present_pages, dma.managed_pages) == \
         (1, 4095, 3998, 3840)
     total = sum(z.managed_pages for z in m.zones)
-    assert total == m.totalram_pages == m.nr_free_pages() + m.free_pcp_pages()
-    m.check_consistency()
+    assert total == m.totalram_pages
+    assert m.nr_free_pages() + m.free_pcp_pages() <= total
+    m.check_consistency()  # every managed page is free, on a pcp list or in use
 
 
 def test_boot_memory_excludes_memblock_reservations():
