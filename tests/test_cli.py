@@ -174,6 +174,7 @@ def test_main_interactive_fallback(monkeypatch, capsys):
             raise EOFError from None
 
     monkeypatch.setattr(builtins, "input", fake_input)
+    monkeypatch.setitem(sys.modules, "mmdbg.shell.repl", None)  # the plain fallback loop
     rc = main([])
     out = capsys.readouterr().out
     assert rc == 0

@@ -59,10 +59,27 @@ class Session:
         self.exit_status = 0  # "quit N" sets it
         self.last_status = OK
         self.errors = 0  # lines that failed, for batch reports and tests
+        # Execution control (shell/debugger.py), created on first use; while it exists,
+        # commands that run kernel code go through its sim thread (runner).
+        self.debugger: Any = None
+        self.runner: Any = None  # callable(cmd, ctx, args), replaces cmd.func(ctx, args)
+        # A multi-line reader (gdb's "commands N ... end"): takes each line until it
+        # returns True (done); the REPL shows its prompt (collector_prompt).
+        self.collector: Any = None
+        self.collector_prompt = ">"
+        self.aliases: dict[str, str] = {}  # crash's "alias NAME COMMAND"
+        self.context_pid: int | None = None  # crash's context ("set PID"); None: current
+        self.interactive = False  # at a terminal (the REPL sets it)
 
     # -- running lines -----------------------------------------------------------------
     def execute(self, line: str) -> int:
         """Run one command line; return its status (OK, FAILED or USAGE)."""
+        if self.collector is not None:
+            if self.echo:
+                self.out.write(f"{self.collector_prompt}{line.strip()}\n")
+            if self.collector(line):
+                self.collector = None
+            return OK
         text = line.strip()
         if not text or text.startswith("#") or text.startswith("//"):
             return OK
@@ -86,8 +103,15 @@ class Session:
         return self.exit_status
 
     def _execute(self, text: str) -> int:
+        text = self.expand_alias(text)
         name = text.split(None, 1)[0]
         cmd = self.registry.lookup(name)
+        if cmd is None and "/" in name[1:] and self.registry.lookup(name.split("/", 1)[0]):
+            # gdb's format suffix: "p/x expr", "x/4gx addr"
+            head = name.split("/", 1)[0]
+            text = f"{head} /{text[len(head) + 1:]}"
+            name = head
+            cmd = self.registry.lookup(name)
         if cmd is None:
             cmd = self.registry.fallback_for(text)
             if cmd is None:
@@ -128,9 +152,32 @@ class Session:
                 self.out.write(result)
         return status
 
+    def expand_alias(self, text: str) -> str:
+        """crash's aliases: the first word replaced by its definition (once)."""
+        if not self.aliases:
+            return text
+        parts = text.split(None, 1)
+        body = self.aliases.get(parts[0])
+        if body is None or self.registry.lookup(parts[0]) is not None:
+            return text
+        return body + (" " + parts[1] if len(parts) > 1 else "")
+
     def _call(self, cmd: Command, ctx: CommandContext, args: list[str]) -> int:
         try:
-            cmd.func(ctx, args)
+            if self.runner is not None:
+                self.runner(cmd, ctx, args)
+            else:
+                cmd.func(ctx, args)
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:
+            return self.report_exception(cmd, ctx, e)
+        return OK
+
+    def report_exception(self, cmd: Command, ctx: CommandContext, e: BaseException) -> int:
+        """Report what a command raised (usage, its own error, or a bug); return the status."""
+        try:
+            raise e
         except UsageError as e:
             if ctx.out is self.out:
                 self.out.flush()
@@ -142,8 +189,8 @@ class Session:
             if e.msg:
                 self.error(e.msg)
             return FAILED
-        except KeyboardInterrupt:
-            raise
+        except (KeyboardInterrupt, BrokenPipeError):
+            raise  # Ctrl-C; "mmdbg ... | head": the CLI exits quietly
         except Exception as e:  # a bug in mmdbg: one line, the shell goes on
             self.error(f"mmdbg: {ctx.name}: internal error: {type(e).__name__}: {e}"
                        + ("" if self.variables.get("debug")
@@ -151,7 +198,6 @@ class Session:
             if self.variables.get("debug"):
                 self.error(traceback.format_exc().rstrip("\n"))
             return FAILED
-        return OK
 
     def _unknown(self, name: str) -> int:
         near = self.registry.suggest(name)

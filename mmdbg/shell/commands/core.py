@@ -124,11 +124,15 @@ VARIABLES: dict[str, tuple[str, str]] = {
 
 @command(
     "set",
-    usage="[-v] | variable [value]",
-    summary="set a shell variable",
+    usage="[-v] | variable [value] | PID | -c CPU | -p",
+    summary="set a shell variable, or the current context",
     help="""\
     With no argument (or -v), lists the shell's variables and their values.  With a
     variable and a value, sets it; with a variable alone, shows it.
+
+    As in crash, "set PID" (or a task address) makes that task the current context of the
+    commands that default to one (bt, vm, pmap ...), "set -c CPU" the task running on a
+    CPU, and "set -p" goes back to the task the simulation is stopped in.
 
     Variables:
       debug  on|off   Show the Python traceback when a command fails with an internal
@@ -139,6 +143,11 @@ VARIABLES: dict[str, tuple[str, str]] = {
 )
 def cmd_set(ctx: CommandContext, args: list[str]) -> None:
     vars_ = ctx.session.variables
+    if args and (args[0] in ("-c", "-p") or args[0][:1].isdigit()):
+        from mmdbg.shell.commands.inspect import set_context
+
+        set_context(ctx, args)
+        return
     if not args or args == ["-v"]:
         for name in sorted(VARIABLES):
             ctx.print(f"{name:>10}: {_show(vars_.get(name))}")

@@ -61,7 +61,10 @@ from mmdbg.sim.mm.mmzone import pindex_to_order
           Arguments are page frame numbers (decimal or 0x hex), struct page addresses
           (0xffffea...), direct-map addresses (0xffff888...) or values of the history
           ($1, see "help call"); with -P, physical addresses.  With no argument, every
-          page of the mem_map.""",
+          page of the mem_map.
+      address  With no option: what the address is -- a struct page (vmemmap), a page of
+          the direct map (free buddy block, slab or in-use page), a zone, a free_area, a
+          task, a kernel function (by the addresses break prints).""",
     examples=(("Memory usage:", "kmem -i"),
               ("The buddy free lists, zone by zone:", "kmem -f"),
               ("Free blocks of order 10 only:", "kmem -f | grep -E '^ 10 '"),
@@ -77,6 +80,17 @@ def cmd_kmem(ctx: CommandContext, args: list[str]) -> None:
         raise UsageError(e.msg) from None
     flags = [o for o, _ in opts]
     modes = [f for f in flags if f != "-P"]
+    if not modes and rest:  # kmem ADDRESS: what is this address (shell/commands/inspect.py)
+        from mmdbg.shell.commands.inspect import identify
+
+        for a in rest:
+            try:
+                addr = parse_number(a)
+            except ValueError:
+                raise UsageError(f"invalid address: {a}") from None
+            for ln in identify(ctx.machine, addr):
+                ctx.print(ln)
+        return
     if len(set(modes)) != 1:
         raise UsageError("specify one of -i, -f, -F, -z, -p" if not modes
                          else "only one of -i, -f, -F, -z, -p at a time")

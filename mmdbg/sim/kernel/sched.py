@@ -13,6 +13,7 @@ TASK_RUNNING = 0x0000
 TASK_INTERRUPTIBLE = 0x0001
 TASK_UNINTERRUPTIBLE = 0x0002
 __TASK_STOPPED = 0x0004
+TASK_STOPPED_BIT = __TASK_STOPPED  # a name that class bodies can use (no mangling)
 EXIT_DEAD = 0x0010
 EXIT_ZOMBIE = 0x0020
 TASK_DEAD = 0x0080
@@ -67,6 +68,18 @@ class TaskStruct:
         self.stime = 0
         self.signal_pending: list[int] = []
         self.addr: int = 0
+        # processes and scheduling (kernel/fork.c, kernel/sched_core.py, kernel/signal.py)
+        self.exit_code = 0
+        self.exit_signal = 17  # SIGCHLD
+        self.thread: Any = None  # user registers (ip, sp) the fault path reports
+        self.se: Any = None  # scheduler state (sched_core.TaskSched)
+        self.last_siginfo: Any = None
+        self.rlim: dict[int, int] | None = None
+        self.personality_read_implies_exec = False
+        self.perf_page_faults = 0  # perf software events: page-faults, minor-, major-faults
+        self.perf_minor_faults = 0
+        self.perf_major_faults = 0
+        self.output: list[str] = []  # what the simulated program wrote to stdout/stderr
 
     def __repr__(self) -> str:
         return f"<task_struct {self.pid} {self.comm}>"
@@ -85,6 +98,6 @@ class TaskStruct:
             return "RU"
         if s & TASK_UNINTERRUPTIBLE:
             return "UN"
-        if s & __TASK_STOPPED:
+        if s & TASK_STOPPED_BIT:
             return "ST"
         return "IN"
