@@ -24,7 +24,6 @@ from mmdbg.sim.include.gfp import (
     ZONE_NAMES,
     ZONE_NORMAL,
 )
-from mmdbg.sim.mm import page_flags as pf
 from mmdbg.sim.mm.mm_types import MAX_PAGE_ORDER, PAGEBLOCK_ORDER
 from mmdbg.sim.mm.mmzone import PglistData
 
@@ -120,11 +119,8 @@ def free_area_init(m: Any, ram: list[tuple[int, int]], node_ranges: list[tuple[i
 
 def memmap_init(m: Any) -> None:
     """Every page starts reserved with one reference; pageblocks start MIGRATE_MOVABLE."""
-    mem_map = m.mem_map
-    n = mem_map.max_pfn
-    mem_map.flags = array("Q", [1 << pf.PG_reserved]) * n
-    mem_map._refcount = array("i", [1]) * n
-    mem_map.pageblock_mt = array("b", [MIGRATE_MOVABLE]) * len(mem_map.pageblock_mt)
+    mem_map = m.mem_map  # MemMap() already holds the reserved, refcount-1, MOVABLE state
+    assert mem_map.pageblock_mt[0] == MIGRATE_MOVABLE
     # pageblock -> index into m.zones (-1: no zone), for page_zone()
     zob = array("b", [-1]) * len(mem_map.pageblock_mt)
     for i, z in enumerate(m.zones):
@@ -144,6 +140,8 @@ def memblock_free_all(m: Any) -> int:
     mem_map = m.mem_map
     flags = mem_map.flags
     refc = mem_map._refcount
+    zero_q = [array("Q", bytes(8 << o)) for o in range(MAX_PAGE_ORDER + 1)]
+    zero_i = [array("i", bytes(4 << o)) for o in range(MAX_PAGE_ORDER + 1)]
     total = 0
     for z in m.zones:
         if not z.spanned_pages:
@@ -157,8 +155,8 @@ def memblock_free_all(m: Any) -> int:
                     order -= 1
                 nr = 1 << order
                 # __free_pages_core: drop PG_reserved and the boot reference
-                flags[start:start + nr] = array("Q", bytes(8 * nr))
-                refc[start:start + nr] = array("i", bytes(4 * nr))
+                flags[start:start + nr] = zero_q[order]
+                refc[start:start + nr] = zero_i[order]
                 z.managed_pages += nr
                 __free_one_page(z, start, order, mem_map.pageblock_mt[start >> PAGEBLOCK_ORDER])
                 start += nr

@@ -80,15 +80,18 @@ class MemMap:
     def __init__(self, max_pfn: int) -> None:
         n = max_pfn
         self.max_pfn = n
-        self.flags = array("Q", bytes(8 * n))
-        self._refcount = array("i", bytes(4 * n))
+        # memmap_init(): every page starts PG_reserved with one reference; the pages
+        # memblock hands to the buddy allocator lose both in __free_pages_core()
+        self.flags = array("Q", [1 << pf.PG_reserved]) * n
+        self._refcount = array("i", [1]) * n
         self._mapcount = array("i", [-1]) * n
-        self.order = array("b", bytes(n))
+        self.order = array("b", [0]) * n
         self.compound_head = array("i", [-1]) * n
         self.lru_prev = array("i", [-1]) * n
         self.lru_next = array("i", [-1]) * n
-        # pageblock migratetype, one byte per pageblock (pageblock_flags in the kernel)
-        self.pageblock_mt = array("b", bytes((n + PAGEBLOCK_NR_PAGES - 1) >> PAGEBLOCK_ORDER))
+        # pageblock migratetype, one byte per pageblock (pageblock_flags in the kernel);
+        # every pageblock starts MIGRATE_MOVABLE (1)
+        self.pageblock_mt = array("b", [1]) * ((n + PAGEBLOCK_NR_PAGES - 1) >> PAGEBLOCK_ORDER)
         self.mapping: dict[int, Any] = {}
         self.index: dict[int, int] = {}
         self.private: dict[int, int] = {}
