@@ -23,7 +23,12 @@ from mmdbg.sim.include.gfp import MAX_NR_ZONES
 from mmdbg.sim.kernel.printk import KERN_INFO, KERN_WARNING, PrintkBuffer
 from mmdbg.sim.kernel.sched import PF_IDLE, PF_KTHREAD, TaskStruct
 from mmdbg.sim.kernel.time import Clock
-from mmdbg.sim.mm import mm_init, page_alloc, vmstat
+from mmdbg.sim.mm import (
+    mm_init,
+    page_alloc,
+    slab_params,  # noqa: F401  (registers slab/KASAN boot parameters)
+    vmstat,
+)
 from mmdbg.sim.mm.memblock import KERNEL_END, KERNEL_START, SZ_1M, Memblock
 from mmdbg.sim.mm.mm_types import (
     PAGEBLOCK_ORDER,
@@ -106,6 +111,7 @@ class Machine:
         self.tasks: dict[int, TaskStruct] = {}
         self.stop_requested = False
         self.vfs: Any = None
+        self.vm: Any = None  # processes and VM globals (kernel/vm_init.py)
         self._boot()
 
     # -- boot --------------------------------------------------------------------------
@@ -175,6 +181,12 @@ class Machine:
         self.cpu_curr = list(self.idle_tasks)
         self.printk(f"smp: Brought up {nz} node{'s' if nz > 1 else ''}, {self.ncpus} CPU"
                     f"{'s' if self.ncpus > 1 else ''}")
+        from mmdbg.sim.mm import slab_common  # issue 6: SLUB, kmalloc, vmalloc, KASAN ...
+
+        slab_common.kmem_cache_init(self)
+        from mmdbg.sim.kernel import vm_init  # issue 3: processes, address spaces, scheduler
+
+        vm_init.vm_init(self)
         from mmdbg.sim.fs import vfs  # late: procfs renderers import the machine's subsystems
 
         self.vfs = vfs.build_vfs(self)
@@ -324,6 +336,13 @@ class Machine:
         """Write the whole virtual /proc to ``directory`` for real tools (psutil.PROCFS_PATH)."""
         self.activate()
         return self.vfs.export(Path(directory), "/proc")
+
+    # -- processes (issue 3) -------------------------------------------------------------
+    def run(self, duration_ns: int | None = None) -> str:
+        """Advance the simulation until every user task has exited, nothing can happen any
+        more, a stop is requested or ``duration_ns`` of simulated time has passed."""
+        self.activate()
+        return self.vm.sched.run(duration_ns)
 
     # -- invariants --------------------------------------------------------------------
     def check_consistency(self) -> None:

@@ -9,9 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from mmdbg.sim.fs import proc, proc_sys
+from mmdbg.sim.fs import kmem_files, proc, proc_pid, proc_sys, sysfs_mm
 
 REGISTRARS: list[Callable[[Any, Any], None]] = [
     proc_sys.register,
     proc.register,
+    sysfs_mm.register,
+    proc_pid.register,  # issue 3: /proc/PID
+    kmem_files.register,  # issue 6: slabinfo, /sys/kernel/slab, vmallocinfo, kmemleak ...
 ]

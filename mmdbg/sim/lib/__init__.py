@@ -1,0 +1,1 @@
+"""lib/: kernel library code (stack depot ...)."""

@@ -1,0 +1,1 @@
+"""Simulated programs and named scenarios (see ``api``, ``programs``, ``scenarios``)."""

@@ -1,0 +1,88 @@
+"""The workload options of the ``mmdbg`` command line (plugged in by ``mmdbg/cli.py``).
+
+``--scenario NAME[:k=v,...]`` starts a scenario on the booted machine, ``--duration TIME``
+bounds the simulated time it runs (``2s``, ``500ms``; default: to its end),
+``--list-scenarios`` prints the scenarios and exits, ``--spawn 'COMMAND LINE'`` starts a
+simulated program (``--spawn 'stress-ng --vm 2 --vm-bytes 64M'``).  Bad names or parameters
+are usage errors: a message on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from mmdbg.workloads import scenarios
+from mmdbg.workloads.programs import UsageError, parse_seconds, start_command
+
+EXIT_USAGE = 2
+SLICE_NS = 10_000_000
+
+
+class _ListScenarios(argparse.Action):
+    def __init__(self, option_strings: list[str], dest: str, **kw: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None) -> None:
+        for s in scenarios.list_scenarios():
+            print(f"{s.usage():50} {s.summary}")
+        parser.exit(0)
+
+
+def add_workload_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("workloads")
+    g.add_argument("--scenario", metavar="NAME[:K=V,...]", default=None,
+                   help="start a named scenario (see --list-scenarios), e.g. "
+                        "anon-touch:size=512M")
+    g.add_argument("--spawn", metavar="'COMMAND'", action="append", default=[],
+                   help="start a simulated program (stress-ng, memhog, dd, cat, ls, sleep); "
+                        "repeatable")
+    g.add_argument("--duration", metavar="TIME", default=None,
+                   help="simulated time to run the workload for (2s, 500ms; default: "
+                        "until it ends)")
+    g.add_argument("--list-scenarios", action=_ListScenarios,
+                   help="list the scenarios and exit")
+
+
+def _usage_exit(msg: str) -> None:
+    print(f"mmdbg: {msg}", file=sys.stderr)
+    raise SystemExit(EXIT_USAGE)
+
+
+def make_workload_runner(ns: Any, machine: Any) -> Callable[[Callable[[], bool]], str] | None:
+    """Start what the options ask for; returns ``run(until_exit)`` or None."""
+    spec = getattr(ns, "scenario", None)
+    spawns = getattr(ns, "spawn", None) or []
+    duration_text = getattr(ns, "duration", None)
+    if spec is None and not spawns:
+        if duration_text is not None:
+            _usage_exit("--duration needs --scenario or --spawn")
+        return None
+    duration = None
+    if duration_text is not None:
+        try:
+            duration = int(parse_seconds(duration_text, "--duration") * 1e9)
+        except UsageError as e:
+            _usage_exit(str(e))
+    try:
+        if spec is not None:
+            scenarios.start(machine, spec)
+        for cmd in spawns:
+            start_command(machine, cmd)
+    except UsageError as e:
+        _usage_exit(f"--scenario: {e}" if spec is not None else str(e))
+
+    def run(until_exit: Callable[[], bool]) -> str:
+        start = machine.clock.ns
+        reason = "idle"
+        while True:
+            left = None if duration is None else start + duration - machine.clock.ns
+            if left is not None and left <= 0:
+                return "duration"
+            reason = machine.run(SLICE_NS if left is None else min(SLICE_NS, left))
+            if reason != "duration" or until_exit():
+                return reason
+
+    return run
