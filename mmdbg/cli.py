@@ -110,6 +110,18 @@ def build_parser(warn: Callable[[str], None] | None = None
                    help="print each command after the prompt before its output (default: "
                         "on for -x files, off for piped input)")
     p.add_argument("-V", "--version", action="version", version=f"mmdbg {mmdbg.__version__}")
+    t = p.add_argument_group("tracing front ends")
+    t.add_argument("--trace", metavar="EVENTS", default=None,
+                   help="trace-cmd record + report in one: print every event of EVENTS "
+                        "(e.g. 'kmem:*,vmscan:mm_vmscan_*') in ftrace's text format while the "
+                        "workload runs")
+    t.add_argument("--no-irq-info", action="store_true",
+                   help="with --trace: drop the irq-info columns (ftrace's options/irq-info)")
+    t.add_argument("--trace-header", action="store_true",
+                   help="with --trace: print ftrace's '# tracer: nop' header first")
+    t.add_argument("--stat", action="store_true",
+                   help="perf stat: count the events given with -e (default page-faults,"
+                        "minor-faults,major-faults) over the workload and print perf's table")
     exts = {
         "probe": Extension("mmdbg.probe.cli", "add_probe_arguments"),
         "workloads": Extension("mmdbg.workloads.cli", "add_workload_arguments"),
@@ -147,6 +159,9 @@ def _main(argv: list[str] | None) -> int:
     make_runner = exts["workloads"].func("make_workload_runner")
     run_workload = make_runner(ns, machine) if make_runner is not None else None
 
+    if ns.trace is not None or ns.stat:
+        return _tracing_front_end(ns, machine, run_workload)
+
     probe = exts["probe"]
     run_probe = probe.func("run_probe_cli")
     if run_probe is not None:
@@ -175,6 +190,22 @@ def _main(argv: list[str] | None) -> int:
     if sys.stdin is None or not sys.stdin.isatty():
         return session.run_lines(sys.stdin or [])
     return _interactive(session)
+
+
+def _tracing_front_end(ns: argparse.Namespace, machine: Any, run_workload: Any) -> int:
+    """``--trace`` (ftrace text) and ``--stat`` (perf stat's table) over the workload."""
+    runner = run_workload if run_workload is not None else (lambda until_exit: None)
+    if ns.trace is not None:
+        from mmdbg.probe.ftrace import run_trace_cli
+
+        return run_trace_cli(ns.trace, machine, runner, sys.stdout, sys.stderr,
+                             irq_info=not ns.no_irq_info, header=ns.trace_header)
+    from mmdbg.probe.perfstat import run_stat_cli
+
+    events = getattr(ns, "program", None) or "page-faults,minor-faults,major-faults"
+    scenario = getattr(ns, "scenario", None)
+    label = scenario or "system wide"
+    return run_stat_cli(events, machine, runner, sys.stdout, sys.stderr, label)
 
 
 def _read_lines(path: str) -> list[str]:

@@ -209,3 +209,36 @@ def test_probe_options_do_not_capture_shell_input(monkeypatch, capsys):
     """With the probe CLI present, plain shell use still reaches the shell."""
     rc, out, err = run_main(["--machine", "mem=1G"], "echo shell\n", monkeypatch, capsys)
     assert (rc, out, err) == (0, "shell\n", "")
+
+
+def test_trace_front_end_prints_ftrace_lines(capsys):
+    from mmdbg.cli import main
+
+    rc = main(["--trace", "kmem:mm_page_alloc", "--scenario", "anon-touch:size=1M"])
+    out = capsys.readouterr().out.splitlines()
+    assert rc == 0 and out
+    first = out[0]
+    assert "anon-touch-" in first and ": mm_page_alloc: page=" in first and " pfn=0x" in first
+    assert first.split("[", 1)[1].startswith("00")  # [CPU] with three digits
+
+
+def test_trace_front_end_rejects_unknown_events(capsys):
+    from mmdbg.cli import main
+
+    assert main(["--trace", "nope:*"]) == 2
+    assert "no simulated tracepoint matches 'nope:*'" in capsys.readouterr().err
+
+
+def test_stat_front_end_counts_page_faults(capsys):
+    from mmdbg.cli import main
+
+    rc = main(["--stat", "-e", "page-faults,minor-faults,major-faults",
+               "--scenario", "anon-touch:size=1M"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "Performance counter stats for 'anon-touch:size=1M':" in out
+    faults = {line.split()[1]: int(line.split()[0].replace(",", ""))
+              for line in out.splitlines() if line.strip().endswith("faults")
+              or "faults " in line}
+    assert faults["page-faults"] == faults["minor-faults"] + faults["major-faults"]
+    assert faults["page-faults"] >= 256  # 1 MiB of anonymous memory touched
