@@ -307,3 +307,7 @@ def load_scenario(name: str, params: dict[str, str] | None = None, machine: Any 
         machine = mmdbg.boot(cmdline, seed)
     machine.activate()
     return LoadedScenario(machine, s, s.start(machine, parsed))
+
+
+# issue 7: memory-pressure scenarios (oom-global, oom-adj, memcg-oom, swap-storm)
+from mmdbg.workloads import pressure as _pressure  # noqa: E402,F401

@@ -89,12 +89,14 @@ def test_alloc_latency() -> None:
 def test_pagealloc_zone_migratetype() -> None:
     out, err, rc = run_script("pagealloc_zone_migratetype.bt")
     assert rc == 0 and err == ""
-    # the first unmovable allocation steals a movable pageblock (boot frees all as movable)
-    assert out == ("\n\n"
-                   "@fallbacks[0, 1]: 1\n"
-                   "@pages[DMA32, 1]: 1\n"
-                   "@pages[DMA, 0]: 2\n"
-                   "@pages[DMA32, 0]: 16\n")
+    # unmovable allocations steal movable pageblocks (boot frees all memory as movable; how
+    # many steals remain for the driver depends on what boot-time slab setup already took)
+    fallbacks = re.findall(r"^@fallbacks\[0, 1\]: (\d+)$", out, re.M)
+    assert len(fallbacks) == 1 and int(fallbacks[0]) >= 1
+    assert out.startswith("\n\n@fallbacks[0, 1]: ")
+    assert out.endswith("@pages[DMA32, 1]: 1\n"
+                        "@pages[DMA, 0]: 2\n"
+                        "@pages[DMA32, 0]: 16\n")
 
 
 def test_memleak() -> None:

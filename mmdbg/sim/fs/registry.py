@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from mmdbg.sim.fs import kmem_files, proc, proc_pid, proc_sys, sysfs_mm
+from mmdbg.sim.fs import cgroupfs, kmem_files, proc, proc_pid, proc_sys, sysfs_mm
 
 REGISTRARS: list[Callable[[Any, Any], None]] = [
     proc_sys.register,
@@ -17,4 +17,5 @@ REGISTRARS: list[Callable[[Any, Any], None]] = [
     sysfs_mm.register,
     proc_pid.register,  # issue 3: /proc/PID
     kmem_files.register,  # issue 6: slabinfo, /sys/kernel/slab, vmallocinfo, kmemleak ...
+    cgroupfs.register,  # issue 7: /sys/fs/cgroup, /proc/swaps, /proc/PID/oom_score
 ]

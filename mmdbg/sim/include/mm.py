@@ -157,9 +157,9 @@ class VmFault:
     def __init__(self, vma: Any, address: int, flags: int) -> None:
         self.vma = vma
         self.real_address = address
-        self.address = address & ~0xFFF
+        self.address = page = address & ~0xFFF
         self.flags = flags
-        self.pgoff = ((self.address - vma.vm_start) >> 12) + vma.vm_pgoff
+        self.pgoff = ((page - vma.vm_start) >> 12) + vma.vm_pgoff
         self.pte: Any = None  # the PTE table (array) holding the entry
         self.pte_idx = (address >> 12) & 511
         self.orig_pte = 0

@@ -44,6 +44,10 @@ class VmHooks:
         self.balance_dirty_pages_ratelimited: Callable[[Any], None] = lambda mapping: None
         self.lazyfree_folio: Callable[[int], None] = lambda folio: None
         self.madvise_cold_or_pageout: Callable[..., None] = lambda vma, s, e, out: None
+        # page cache -> LRU/memcg/workingset and accesses (issue 7: reclaim)
+        self.filemap_add_folio: Callable[[int, Any, int], None] = lambda folio, mapping, i: None
+        self.folio_mark_accessed: Callable[[int], None] = lambda folio: None
+        self.free_swap_cache: Callable[[int], None] = lambda folio: None
 
 
 def _no_swap(vmf: Any) -> int:
@@ -107,6 +111,9 @@ def vm_init(m: Any) -> None:
     init = new_task(m, 1, "init", None, 0)
     init.se.gen = None
     kt.parent = kt.real_parent = None
+    from mmdbg.sim.mm import vmscan  # issue 7: LRU, reclaim, swap, memcg, OOM
+
+    vmscan.pressure_init(m)
 
 
 def _kthreadd(m: Any) -> Generator:

@@ -190,6 +190,8 @@ def check_vm(m: Any) -> None:
             cached += 1
             if a.host.shmem:
                 shmem += 1
+    # the swap cache counts in nr_file_pages too (issue 7 checks it against the swap cache)
+    cached += sum(n.vm_stat[vmstat.NS["nr_swapcached"]] for n in m.node_data)
     nr_file = sum(n.vm_stat[_NR_FILE] for n in m.node_data)
     nr_shmem = sum(n.vm_stat[_NR_SHMEM] for n in m.node_data)
     assert nr_file == cached, f"nr_file_pages {nr_file} != page-cache recount {cached}"

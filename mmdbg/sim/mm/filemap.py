@@ -108,6 +108,7 @@ def filemap_add_folio(mapping: AddressSpace, folio: int, index: int, gfp: int) -
     if _tp_add.enabled:
         _tp_add.fire(pfn=folio, i_ino=mapping.host.i_ino, index=index, s_dev=_dev(mapping),
                      order=0)
+    m.vm.hooks.filemap_add_folio(folio, mapping, index)  # memcg charge, workingset, LRU
     return 0
 
 
@@ -346,6 +347,7 @@ def filemap_read(file: Any, pos: int, count: int) -> bytes:
         if pfn is None:
             break
         out += m.physmem.read((pfn << 12) + off, n)
+        m.vm.hooks.folio_mark_accessed(pfn)
         pos += n
     return bytes(out)
 
@@ -365,6 +367,7 @@ def generic_perform_write(file: Any, pos: int, data: bytes) -> int:
             break
         m.physmem.write((pfn << 12) + off, data[i:i + n])
         folio_mark_dirty(pfn)
+        m.vm.hooks.balance_dirty_pages_ratelimited(mapping)
         i += n
     host.i_size = max(host.i_size, pos + i)
     host.mtime_ns = m.clock.ns

@@ -533,7 +533,6 @@ def mem_cgroup_oom(memcg: MemCgroup, gfp_mask: int, order: int) -> bool:
     """The memcg is at memory.max and reclaim failed: kill something inside it."""
     from mmdbg.sim.mm import oom_kill
 
-    m = current_machine()
     if order > 3:
         return False
     memcg_memory_event(memcg, "oom")

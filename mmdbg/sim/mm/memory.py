@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mmdbg.sim import trace as _trace
 from mmdbg.sim.arch.x86 import tlb as x86_tlb
 from mmdbg.sim.arch.x86.pgtable import (
     _PAGE_ACCESSED,
@@ -90,6 +91,7 @@ _GFP_ANON = GFP_HIGHUSER_MOVABLE | __GFP_ZERO
 _EXCL = 1 << pf.PG_anon_exclusive
 _UPTODATE = 1 << pf.PG_uptodate
 _MLOCKED = 1 << pf.PG_mlocked
+_SWAPCACHE = 1 << pf.PG_swapcache
 PGFAULT = vmstat.PGFAULT
 PGREUSE = vmstat.EV["pgreuse"]
 NR_MLOCK = vmstat.NR_MLOCK
@@ -165,9 +167,16 @@ def munlock_folio(m: Any, folio: int) -> None:
 @kfunc
 def handle_mm_fault(vma: Any, address: int, flags: int, regs: Any) -> int:
     """Resolve a fault in ``vma``; returns the VM_FAULT_* bits."""
-    m = current_machine()
+    m = _trace._current
     ret = __handle_mm_fault(vma, address, flags)
-    mm_account_fault(m, regs, address, flags, ret)
+    if ret or flags & FAULT_FLAG_TRIED:
+        mm_account_fault(m, regs, address, flags, ret)
+    else:  # mm_account_fault() for a plain minor fault, inlined
+        m.vm_events[PGFAULT] += 1
+        t = m.cpu_curr[m.cpu]
+        t.min_flt += 1
+        if regs is not None:
+            t.perf_minor_faults += 1
     return ret
 
 
@@ -250,7 +259,7 @@ def vma_alloc_folio(gfp: int, order: int, vma: Any, addr: int) -> int | None:
 def do_anonymous_page(vmf: VmFault) -> int:
     """First touch of anonymous memory: the zero page for a read, a new page for a write."""
     vma = vmf.vma
-    m = current_machine()
+    m = _trace._current
     if vma.vm_flags & VM_SHARED:
         return VM_FAULT_SIGBUS
     if not vmf.flags & FAULT_FLAG_WRITE:
@@ -262,16 +271,18 @@ def do_anonymous_page(vmf: VmFault) -> int:
     if folio is None:
         return VM_FAULT_OOM
     mm = vma.vm_mm
-    if not m.vm.hooks.mem_cgroup_charge(folio, mm, _GFP_ANON):
+    vm = m.vm
+    if not vm.hooks.mem_cgroup_charge(folio, mm, _GFP_ANON):
         page_alloc.__free_pages(folio, 0)
         return VM_FAULT_OOM
-    _cost(m, m.vm.cost.page_zero)
+    m.clock.ns += vm.cost.page_zero
+    vm_flags = vma.vm_flags
     entry = (folio << 12) | vma.vm_page_prot
-    if vma.vm_flags & VM_WRITE:
+    if vm_flags & VM_WRITE:
         entry |= _WRITE_DIRTY
     folio_add_new_anon_rmap(folio, vma, vmf.address, RMAP_EXCLUSIVE)
-    m.vm.hooks.folio_add_lru_vma(folio, vma)
-    if vma.vm_flags & VM_LOCKED:
+    vm.hooks.folio_add_lru_vma(folio, vma)
+    if vm_flags & VM_LOCKED:
         mlock_new_folio(m, folio)
     mm.rss_stat[MM_ANONPAGES] += 1
     if _tp_rss.enabled:
@@ -425,18 +436,20 @@ def _put_page(m: Any, pfn: int) -> None:
 @kfunc
 def do_wp_page(vmf: VmFault) -> int:
     """A write to a present, write-protected PTE: reuse the page or copy it."""
-    m = current_machine()
+    m = _trace._current
     vma = vmf.vma
     entry = vmf.orig_pte
-    page = vm_normal_page(vma, vmf.address, entry)
+    page = None if entry & _PAGE_SPECIAL else (entry & _PFN) >> 12  # vm_normal_page()
     vmf.page = page
     if vma.vm_flags & (VM_SHARED | VM_MAYSHARE):
         if page is None:
             return wp_page_reuse(vmf, None)
         return wp_page_shared(vmf, page)
-    if page is not None and isinstance(m.mem_map.mapping.get(page), AnonVma):
-        if m.mem_map.flags[page] & _EXCL or wp_can_reuse_anon_folio(page, vma):
-            m.mem_map.flags[page] |= _EXCL
+    if page is not None:
+        mem_map = m.mem_map
+        if isinstance(mem_map.mapping.get(page), AnonVma) and (
+                mem_map.flags[page] & _EXCL or wp_can_reuse_anon_folio(page, vma)):
+            mem_map.flags[page] |= _EXCL
             return wp_page_reuse(vmf, page)
     return wp_page_copy(vmf)
 
@@ -444,7 +457,7 @@ def do_wp_page(vmf: VmFault) -> int:
 @kfunc
 def wp_can_reuse_anon_folio(folio: int, vma: Any) -> bool:
     """Our reference is the only one: nobody else can see the page, so write to it."""
-    m = current_machine()
+    m = _trace._current
     if m.mem_map._refcount[folio] != 1:
         return False
     m.mem_map.mapping[folio] = vma.anon_vma  # folio_move_anon_rmap
@@ -477,26 +490,30 @@ def wp_page_shared(vmf: VmFault, folio: int) -> int:
 @kfunc
 def wp_page_copy(vmf: VmFault) -> int:
     """Break CoW: copy the old page (or the zero page) into a new exclusive anon page."""
-    m = current_machine()
+    m = _trace._current
     vma = vmf.vma
     mm = vma.vm_mm
     old = vmf.page
+    address = vmf.address
     if anon_vma_prepare(vma):
         return VM_FAULT_OOM
     if old is None:
-        new = vma_alloc_folio(_GFP_ANON, 0, vma, vmf.address)
+        new = vma_alloc_folio(_GFP_ANON, 0, vma, address)
     else:
-        new = vma_alloc_folio(GFP_HIGHUSER_MOVABLE, 0, vma, vmf.address)
+        new = vma_alloc_folio(GFP_HIGHUSER_MOVABLE, 0, vma, address)
     if new is None:
         return VM_FAULT_OOM
+    vm = m.vm
     if old is None:
-        _cost(m, m.vm.cost.page_zero)
-    else:
-        copy_user_highpage(new, old)
-    if not m.vm.hooks.mem_cgroup_charge(new, mm, GFP_HIGHUSER_MOVABLE):
+        m.clock.ns += vm.cost.page_zero
+    else:  # copy_user_highpage(), static inline
+        m.physmem.copy_page(new, old)
+        m.clock.ns += vm.cost.page_copy
+    if not vm.hooks.mem_cgroup_charge(new, mm, GFP_HIGHUSER_MOVABLE):
         page_alloc.__free_pages(new, 0)
         return VM_FAULT_OOM
-    m.mem_map.flags[new] |= _UPTODATE
+    mem_map = m.mem_map
+    mem_map.flags[new] |= _UPTODATE
     if old is not None:
         member = mm_counter(m, old)
         if member != MM_ANONPAGES:
@@ -504,17 +521,18 @@ def wp_page_copy(vmf: VmFault) -> int:
             add_mm_counter(mm, MM_ANONPAGES, 1)
     else:
         add_mm_counter(mm, MM_ANONPAGES, 1)
+    vm_flags = vma.vm_flags
     entry = (new << 12) | vma.vm_page_prot | _PAGE_DIRTY | _PAGE_SOFT_DIRTY
-    if vma.vm_flags & VM_WRITE:
+    if vm_flags & VM_WRITE:
         entry |= _RW
-    ptep_clear_flush(vma, vmf.address, vmf.pte, vmf.pte_idx)
-    folio_add_new_anon_rmap(new, vma, vmf.address, RMAP_EXCLUSIVE)
-    m.vm.hooks.folio_add_lru_vma(new, vma)
-    if vma.vm_flags & VM_LOCKED:
+    ptep_clear_flush(vma, address, vmf.pte, vmf.pte_idx)
+    folio_add_new_anon_rmap(new, vma, address, RMAP_EXCLUSIVE)
+    vm.hooks.folio_add_lru_vma(new, vma)
+    if vm_flags & VM_LOCKED:
         mlock_new_folio(m, new)
     vmf.pte[vmf.pte_idx] = entry
     if old is not None:
-        if vma.vm_flags & VM_LOCKED and m.mem_map.flags[old] & _MLOCKED:
+        if vm_flags & VM_LOCKED and mem_map.flags[old] & _MLOCKED:
             munlock_folio(m, old)
         folio_remove_rmap_pte(old, old, vma)
         _release_pages(m, [old])
@@ -525,7 +543,8 @@ def wp_page_copy(vmf: VmFault) -> int:
 def ptep_clear_flush(vma: Any, address: int, table: Any, idx: int) -> int:
     pte = table[idx]
     table[idx] = 0
-    x86_tlb.flush_tlb_page(vma, address)
+    # flush_tlb_page(), static inline on x86
+    x86_tlb.flush_tlb_mm_range(vma.vm_mm, address, address + 4096, 12, False)
     return pte
 
 
@@ -599,8 +618,11 @@ def _release_pages(m: Any, pfns: list[int]) -> None:
     mapping = mem_map.mapping
     index = mem_map.index
     release = m.vm.hooks.folio_release
+    flags = mem_map.flags
     batch = []
     for pfn in pfns:
+        if flags[pfn] & _SWAPCACHE and mem_map._mapcount[pfn] < 0:
+            m.vm.hooks.free_swap_cache(pfn)  # free_pages_and_swap_cache
         r = refc[pfn]
         if r > 1:
             refc[pfn] = r - 1

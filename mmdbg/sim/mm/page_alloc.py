@@ -239,6 +239,11 @@ def page_del_and_expand(zone: Zone, pfn: int, low: int, high: int, migratetype: 
     account_freepages(zone, -nr_pages, migratetype)
 
 
+def page_del_and_expand_isolate(zone: Zone, pfn: int, low: int, high: int) -> None:
+    """The rest of page_del_and_expand() for MIGRATE_ISOLATE (no free-page accounting)."""
+    expand(zone, pfn, low, high, MIGRATE_ISOLATE)
+
+
 def pcp_allowed_order(order: int) -> bool:
     return order <= PAGE_ALLOC_COSTLY_ORDER or order == PAGEBLOCK_ORDER
 
@@ -246,12 +251,41 @@ def pcp_allowed_order(order: int) -> bool:
 @kfunc
 def __rmqueue_smallest(zone: Zone, order: int, migratetype: int) -> int | None:
     """Take the smallest free block of ``migratetype`` that fits, splitting it."""
+    free_area = zone.free_area
     for current_order in range(order, NR_PAGE_ORDERS):
-        lst = zone.free_area[current_order].free_list[migratetype]
+        area = free_area[current_order]
+        lst = area.free_list[migratetype]
         if not lst:
             continue
         pfn = next(reversed(lst))  # list head: most recently added
-        page_del_and_expand(zone, pfn, order, current_order, migratetype)
+        # page_del_and_expand() -> __del_page_from_free_list() + expand(), inlined
+        del lst[pfn]
+        area.nr_free -= 1
+        mem_map = zone.machine.mem_map
+        mapcount = mem_map._mapcount
+        morder = mem_map.order
+        mapcount[pfn] = -1  # __ClearPageBuddy
+        morder[pfn] = 0
+        if migratetype == MIGRATE_ISOLATE:
+            page_del_and_expand_isolate(zone, pfn, order, current_order)
+        else:
+            vm_stat = zone.vm_stat
+            if current_order >= PAGEBLOCK_ORDER:
+                vm_stat[_NR_FREE_PAGES_BLOCKS] -= 1 << current_order
+            high = current_order
+            while high > order:
+                high -= 1
+                buddy = pfn + (1 << high)
+                a = free_area[high]
+                a.free_list[migratetype][buddy] = None  # __add_to_free_list
+                a.nr_free += 1
+                if high >= PAGEBLOCK_ORDER:
+                    vm_stat[_NR_FREE_PAGES_BLOCKS] += 1 << high
+                morder[buddy] = high  # set_buddy_order
+                mapcount[buddy] = _BUDDY
+            vm_stat[_NR_FREE_PAGES] -= 1 << order  # account_freepages
+            if migratetype == MIGRATE_CMA:
+                vm_stat[_NR_FREE_CMA] -= 1 << order
         if _tp_zone_locked.enabled:
             _tp_zone_locked.fire(pfn=pfn, order=order, migratetype=migratetype,
                                  percpu_refill=int(pcp_allowed_order(order)
@@ -606,12 +640,15 @@ def get_page_from_freelist(gfp_mask: int, order: int, alloc_flags: int,
         else:
             pfn = rmqueue_buddy(ac.preferred_zone, zone, order, alloc_flags, ac.migratetype)
         if pfn is not None:
-            mem_map = zone.machine.mem_map
-            if order or gfp_mask & _PREP_SLOW or mem_map.flags[pfn] & _CHECK_AT_PREP:
+            m = zone.machine
+            mem_map = m.mem_map
+            if order or gfp_mask & __GFP_COMP or mem_map.flags[pfn] & _CHECK_AT_PREP:
                 prep_new_page(zone, pfn, order, gfp_mask, alloc_flags)
             else:
                 mem_map._refcount[pfn] = 1  # post_alloc_hook for a plain order-0 page
                 mem_map.order[pfn] = 0
+                if gfp_mask & __GFP_ZERO:
+                    m.physmem.clear_pages(pfn, 1)
             return pfn
     return None
 
@@ -646,9 +683,9 @@ def prepare_alloc_pages(m: Any, gfp_mask: int, order: int, preferred_nid: int,
     """
     key = (preferred_nid, gfp_mask & _AC_KEY_MASK, None if nodemask is None
            else tuple(sorted(nodemask)))
-    hit = m.ac_cache.get(key)
-    if hit is not None:
-        return hit
+    cached = m.ac_cache.get(key)
+    if cached is not None:
+        return cached
     ac = AllocContext()
     ac.highest_zoneidx = gfp_zone(gfp_mask)
     node = m.node_data[preferred_nid]
@@ -686,10 +723,7 @@ def __alloc_pages(gfp_mask: int, order: int, preferred_nid: int = 0,
             m.warn_on()
         return None
     gfp_mask &= m.gfp_allowed_mask
-    hit = m.ac_cache.get((preferred_nid, gfp_mask & _AC_KEY_MASK, None)) if nodemask is None \
-        else None
-    ac, alloc_flags = hit if hit is not None else prepare_alloc_pages(
-        m, gfp_mask, order, preferred_nid, nodemask)
+    ac, alloc_flags = prepare_alloc_pages(m, gfp_mask, order, preferred_nid, nodemask)
     pfn = None
     if ac.preferred_zone is not None:
         pfn = get_page_from_freelist(gfp_mask, order, alloc_flags, ac)
@@ -1007,10 +1041,18 @@ def __free_one_page(zone: Zone, pfn: int, order: int, migratetype: int, fpi_flag
     mapcount = mem_map._mapcount
     morder = mem_map.order
     pageblock_mt = mem_map.pageblock_mt
-    account_freepages(zone, 1 << order, migratetype)
+    max_pfn = mem_map.max_pfn
+    free_area = zone.free_area
+    vm_stat = zone.vm_stat
+    zstart = zone.zone_start_pfn
+    zend = zstart + zone.spanned_pages
+    if migratetype != MIGRATE_ISOLATE:  # account_freepages(), inlined
+        vm_stat[_NR_FREE_PAGES] += 1 << order
+        if migratetype == MIGRATE_CMA:
+            vm_stat[_NR_FREE_CMA] += 1 << order
     while order < MAX_PAGE_ORDER:
         buddy_pfn = pfn ^ (1 << order)
-        if buddy_pfn >= mem_map.max_pfn or mapcount[buddy_pfn] != _BUDDY \
+        if buddy_pfn >= max_pfn or mapcount[buddy_pfn] != _BUDDY \
                 or morder[buddy_pfn] != order:
             break
         buddy_mt = pageblock_mt[buddy_pfn >> PAGEBLOCK_ORDER]
@@ -1018,9 +1060,16 @@ def __free_one_page(zone: Zone, pfn: int, order: int, migratetype: int, fpi_flag
                 migratetype >= MIGRATE_PCPTYPES or buddy_mt >= MIGRATE_PCPTYPES):
             if migratetype != MIGRATE_CMA or buddy_mt != MIGRATE_CMA:
                 break
-        if not zone.zone_spans_pfn(buddy_pfn):
+        if not zstart <= buddy_pfn < zend:  # zone_spans_pfn()
             break
-        __del_page_from_free_list(zone, buddy_pfn, order, buddy_mt)
+        # __del_page_from_free_list(), inlined
+        area = free_area[order]
+        del area.free_list[buddy_mt][buddy_pfn]
+        area.nr_free -= 1
+        mapcount[buddy_pfn] = -1  # __ClearPageBuddy
+        morder[buddy_pfn] = 0
+        if order >= PAGEBLOCK_ORDER and buddy_mt != MIGRATE_ISOLATE:
+            vm_stat[_NR_FREE_PAGES_BLOCKS] -= 1 << order
         if buddy_mt != migratetype:
             # the buddy's free pages were counted under its old type
             account_freepages(zone, -(1 << order), buddy_mt)
@@ -1028,10 +1077,16 @@ def __free_one_page(zone: Zone, pfn: int, order: int, migratetype: int, fpi_flag
             change_pageblock_range(zone.machine, buddy_pfn, order, migratetype)
         pfn &= buddy_pfn
         order += 1
-    set_buddy_order(mem_map, pfn, order)
+    morder[pfn] = order  # set_buddy_order()
+    mapcount[pfn] = _BUDDY
     if order >= PAGEBLOCK_ORDER:
         change_pageblock_range(zone.machine, pfn, order, migratetype)
-    __add_to_free_list(zone, pfn, order, migratetype)
+    # __add_to_free_list(), inlined
+    area = free_area[order]
+    area.free_list[migratetype][pfn] = None
+    area.nr_free += 1
+    if order >= PAGEBLOCK_ORDER and migratetype != MIGRATE_ISOLATE:
+        vm_stat[_NR_FREE_PAGES_BLOCKS] += 1 << order
 
 
 def free_one_page(zone: Zone, pfn: int, order: int, fpi_flags: int = 0) -> None:
@@ -1121,7 +1176,21 @@ def free_frozen_pages(pfn: int, order: int) -> None:
             free_one_page(zone, pfn, order)
             return
         migratetype = MIGRATE_MOVABLE
-    free_frozen_page_commit(zone, zone.per_cpu_pageset[m.cpu], pfn, migratetype, order)
+    pcp = zone.per_cpu_pageset[m.cpu]
+    if order:
+        free_frozen_page_commit(zone, pcp, pfn, migratetype, order)
+        return
+    # free_frozen_page_commit() for order 0, inlined
+    pcp.lists[migratetype].append(pfn)
+    pcp.count += 1
+    pcp.free_count += 1
+    high = pcp.high
+    if high < pcp.high_min:
+        high = pcp.high = pcp.high_min
+    elif high > pcp.high_max:
+        high = pcp.high = pcp.high_max
+    if pcp.count >= high:
+        free_pcppages_bulk(zone, nr_pcp_free(pcp, pcp.batch, high), pcp, migratetype)
 
 
 _CHECK_AT_FREE = pf.PAGE_FLAGS_CHECK_AT_FREE
@@ -1162,12 +1231,12 @@ def __free_pages(page: int, order: int) -> None:
 
 def free_pages_bulk_batched(pfns: list[int]) -> None:
     """free_unref_folios for order-0 folios: one mm_page_free_batched event each."""
-    m = current_machine()
+    refcount = _trace._current.mem_map._refcount
     for pfn in pfns:
         if _tp_free_batched.enabled:
             _tp_free_batched.fire(pfn=pfn)
-        if m.mem_map._refcount[pfn] == 1:
-            m.mem_map._refcount[pfn] = 0
+        if refcount[pfn] == 1:
+            refcount[pfn] = 0
             free_frozen_pages(pfn, 0)
 
 

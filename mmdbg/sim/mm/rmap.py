@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from mmdbg.sim import trace as _trace
 from mmdbg.sim.mm import page_flags as pf
 from mmdbg.sim.mm import vmstat
 from mmdbg.sim.mm.mm_types import PAGEBLOCK_ORDER
@@ -130,7 +131,7 @@ def _nodestat(m: Any, pfn: int) -> list[int]:
 @kfunc
 def folio_add_new_anon_rmap(folio: int, vma: Any, address: int, flags: int = 1) -> None:
     """A freshly allocated anon folio gets its first mapping (RMAP_EXCLUSIVE)."""
-    m = current_machine()
+    m = _trace._current
     mem_map = m.mem_map
     mem_map.mapping[folio] = vma.anon_vma
     mem_map.index[folio] = ((address - vma.vm_start) >> 12) + vma.vm_pgoff
@@ -155,8 +156,7 @@ def folio_add_anon_rmap_pte(folio: int, page: int, vma: Any, address: int, flags
 @kfunc(aliases=("folio_try_dup_anon_rmap_ptes",))
 def folio_try_dup_anon_rmap_pte(folio: int, page: int, src_vma: Any) -> int:
     """fork: the child maps the parent's anon page too; it stops being exclusive."""
-    m = current_machine()
-    mem_map = m.mem_map
+    mem_map = _trace._current.mem_map
     mem_map._mapcount[folio] += 1
     mem_map._refcount[folio] += 1
     mem_map.flags[folio] &= ~_EXCL
@@ -176,13 +176,13 @@ def folio_add_file_rmap_pte(folio: int, page: int, vma: Any) -> None:
 @kfunc(aliases=("folio_remove_rmap_ptes", "page_remove_rmap"))
 def folio_remove_rmap_pte(folio: int, page: int, vma: Any) -> None:
     """One mapping fewer; the last one takes the page out of NR_ANON/FILE_MAPPED."""
-    m = current_machine()
+    m = _trace._current
     mem_map = m.mem_map
     mc = mem_map._mapcount
     v = mc[folio] - 1
     mc[folio] = v
     if v == -1:
-        anon = folio_test_anon(m, folio)
+        anon = isinstance(mem_map.mapping.get(folio), AnonVma)  # folio_test_anon()
         m.vm.nodestat[folio >> PAGEBLOCK_ORDER][NR_ANON_MAPPED if anon else NR_FILE_MAPPED] -= 1
         if anon:
             mem_map.flags[folio] &= ~_EXCL

@@ -36,6 +36,7 @@ Not modelled: sheaves (6.18's per-CPU object arrays, used by a few caches such a
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from mmdbg.sim import trace as _trace
@@ -57,6 +58,7 @@ from mmdbg.sim.kernel.printk import KERN_ERR, KERN_INFO
 from mmdbg.sim.lib import stackdepot
 from mmdbg.sim.mm import page_alloc, vmstat
 from mmdbg.sim.mm import page_flags as pf
+from mmdbg.sim.mm.debug_vm import register_check
 from mmdbg.sim.mm.mm_types import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE
 from mmdbg.sim.mm.slab import (
     __OBJECT_POISON,
@@ -348,7 +350,11 @@ def update_fast(m: Any, s: KmemCache) -> None:
 def do_kmem_cache_create(s: KmemCache, flags: int) -> bool:
     m = _trace._current
     s.flags = kmem_cache_flags(m.slub, flags, s.name)
-    s.random = m.rng.getrandbits(64)
+    # get_random_long() for the freelist hardening: derived from the seed and the name
+    # rather than drawn from machine.rng, so creating caches does not shift the random
+    # stream every other subsystem replays from
+    s.random = int.from_bytes(hashlib.blake2b(f"{m.seed}:{s.name}".encode(),
+                                              digest_size=8).digest(), "little")
     if not calculate_sizes(m, s):
         return False
     update_fast(m, s)
@@ -1516,6 +1522,7 @@ def object_state(m: Any, addr: int) -> dict[str, Any] | None:
             "offset": addr - obj}
 
 
+@register_check
 def check_slub(m: Any) -> None:
     """register_check: slab counts agree, every slab page is PGTY_slab and allocated, every
     free list agrees with the free pointers in memory, no object is free twice."""

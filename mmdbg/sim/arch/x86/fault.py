@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mmdbg.sim import trace as _trace
 from mmdbg.sim.arch.x86.tlb import (
     X86_PF_INSTR,
     X86_PF_PK,
@@ -102,10 +103,10 @@ def raise_page_fault(m: Any, address: int, error_code: int) -> None:
 
 @kfunc(aliases=("asm_exc_page_fault", "handle_page_fault"))
 def exc_page_fault(regs: PtRegs, error_code: int) -> None:
-    m = current_machine()
+    m = _trace._current
     address = m.vm.cr2[m.cpu]
     # trace_page_fault_entries()
-    if regs.user_mode():
+    if regs.cs & 3 == 3:  # user_mode(regs)
         if _tp_user.enabled:
             _tp_user.fire(address=address, ip=regs.ip, error_code=error_code)
     elif _tp_kernel.enabled:
@@ -164,7 +165,7 @@ def lock_mm_and_find_vma(mm: Any, addr: int, regs: PtRegs) -> Any:
 
 @kfunc
 def do_user_addr_fault(regs: PtRegs, error_code: int, address: int) -> None:
-    m = current_machine()
+    m = _trace._current
     tsk = m.cpu_curr[m.cpu]
     mm = tsk.mm
     if mm is None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mmdbg.sim import trace as _trace
 from mmdbg.sim.arch.x86.pgtable import (
     _PAGE_ACCESSED,
     _PAGE_DIRTY,
@@ -124,7 +125,7 @@ def _local_flush_all(ts: TlbState) -> None:
 @kfunc
 def flush_tlb_func(info: Any) -> None:
     """Flush this CPU's entries for ``info`` (a local flush or the IPI handler)."""
-    m = current_machine()
+    m = _trace._current
     ts = m.vm.tlb[info.cpu]
     if ts.loaded_mm is not info.mm:
         return
@@ -176,11 +177,13 @@ def native_flush_tlb_multi(cpumask: list[int], info: FlushTlbInfo) -> None:
 @kfunc
 def flush_tlb_mm_range(mm: Any, start: int, end: int, stride_shift: int = 12,
                        freed_tables: bool = False) -> None:
-    m = current_machine()
-    mm.context.tlb_gen += 1
-    info = FlushTlbInfo(mm, start, end, stride_shift, freed_tables, mm.context.tlb_gen)
+    m = _trace._current
+    ctx = mm.context
+    ctx.tlb_gen += 1
+    info = FlushTlbInfo(mm, start, end, stride_shift, freed_tables, ctx.tlb_gen)
     me = m.cpu
-    others = [c for c in sorted(mm.cpu_bitmap) if c != me]
+    bm = mm.cpu_bitmap
+    others = [c for c in sorted(bm) if c != me] if len(bm) > 1 or me not in bm else None
     if m.vm.tlb[me].loaded_mm is mm:
         info.cpu = me
         flush_tlb_func(info)
@@ -229,13 +232,15 @@ def walk_and_fill(m: Any, mm: Any, ts: TlbState, addr: int, write: bool, user: b
     for s in mm.paging.upper_shifts:
         t = t[addr >> s & 511]
         if t is None:
-            return -(_err(write, user, exec_, False) + 1)
+            return -((X86_PF_WRITE if write else 0) | (X86_PF_USER if user else 0)
+                     | (X86_PF_INSTR if exec_ else 0)) - 1  # -(_err(..., False) + 1)
     vpn = addr >> 12
     i = vpn & 511
     pte = t[i]
     if not pte & _P or (user and not pte & _U) or (write and not pte & _RW) or \
             (exec_ and pte & _NX):
-        return -(_err(write, user, exec_, bool(pte & _P)) + 1)
+        return -((X86_PF_PROT if pte & _P else 0) | (X86_PF_WRITE if write else 0)
+                 | (X86_PF_USER if user else 0) | (X86_PF_INSTR if exec_ else 0)) - 1
     new = pte | (_AD if write else _A)
     if new != pte:
         t[i] = new
@@ -284,7 +289,7 @@ def mmu_translate(m: Any, addr: int, write: bool = False, user: bool = True,
 
 
 def _translate_slow(m: Any, ts: TlbState, addr: int, write: bool, user: bool, exec_: bool) -> int:
-    fault = _fault_mod()
+    fault = _FAULT[0] if _FAULT else _fault_mod()
     for _ in range(8):
         mm = ts.loaded_mm
         if mm is None or addr >= mm.task_size:
