@@ -56,7 +56,8 @@ def test_bad_option_prints_usage(machine):
     assert buf.getvalue().splitlines() == [
         "kmem: option -q not recognized",
         "Usage:",
-        "  kmem -i | -f [pfn|address] | -F | -z | -p [-P] [pfn|address ...]",
+        "  kmem -i | -f [pfn|address] | -F | -z | -p [-P] [pfn|address ...] | -s [CACHE ...] | "
+        "-S CACHE | address",
         'Enter "help kmem" for details.',
     ]
     assert s.execute("sys") == OK
@@ -541,7 +542,8 @@ def test_help_lists_commands_in_columns(machine):
 def test_help_page(machine):
     lines = run(machine, "help kmem").splitlines()
     assert lines[:5] == ["NAME", "  kmem - kernel memory", "", "SYNOPSIS",
-                         "  kmem -i | -f [pfn|address] | -F | -z | -p [-P] [pfn|address ...]"]
+                         "  kmem -i | -f [pfn|address] | -F | -z | -p [-P] [pfn|address ...]"
+                         " | -s [CACHE ...] | -S CACHE | address"]
     assert "DESCRIPTION" in lines and "EXAMPLES" in lines
     assert "    mmdbg> kmem -i" in lines
     assert run(machine, "help q").splitlines()[1] == "  quit - exit this session"

@@ -21,6 +21,7 @@ that lacks one of these gets a clear attach error naming the missing method.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -34,9 +35,10 @@ from mmdbg.probe.runtime import Runtime
 class SpecialEvent:
     """The event context of begin/end/interval/profile/watchpoint probes."""
 
-    __slots__ = ("_cpu", "_task", "args", "machine", "override", "probe", "retval")
+    __slots__ = ("_cpu", "_frame", "_task", "args", "machine", "override", "probe", "retval")
 
-    def __init__(self, machine: Any, probe: str, cpu: int | None = None, task: Any = None):
+    def __init__(self, machine: Any, probe: str, cpu: int | None = None, task: Any = None,
+                 frame: Any = None):
         self.machine = machine
         self.probe = probe
         self.args = None
@@ -44,6 +46,7 @@ class SpecialEvent:
         self.override = None
         self._cpu = cpu
         self._task = task
+        self._frame = frame  # watchpoints: the Python frame of the access (kstack)
 
     @property
     def cpu(self) -> int:
@@ -67,10 +70,18 @@ class SpecialEvent:
         return int(getattr(clock, "ns", 0) or 0)
 
     def kstack(self, limit: int = 127) -> list[str]:
-        return []
+        if self._frame is None:
+            return []
+        from mmdbg.sim import trace
+
+        return trace.kstack(limit, self._frame)
 
     def kframes(self, limit: int = 127) -> list[Any]:
-        return []
+        if self._frame is None:
+            return []
+        from mmdbg.sim import trace
+
+        return trace.kframes(limit, self._frame)
 
 
 class _Detachable:
@@ -216,7 +227,7 @@ class ProbeSession:
         addr, length, mode = rp.watch
 
         def fire(*_a: Any) -> None:
-            handler(SpecialEvent(m, rp.name))
+            handler(SpecialEvent(m, rp.name, frame=sys._getframe(1)))
 
         handle = add(addr, length, mode, fire)
 

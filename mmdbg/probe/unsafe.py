@@ -59,6 +59,15 @@ def stop_location(ev: Any) -> str:
         frames = ev.kframes(1)
     except Exception:
         frames = []
+    probe = getattr(ev, "probe", None)
+    kf = probe if hasattr(probe, "code") and hasattr(probe, "file") else None
+    if kf is not None and not (frames and frames[0].kf is kf):
+        # a kprobe/kretprobe runs outside the probed function's own frame
+        where = f"{kf.name} ({kf.file}:{kf.lineno})"
+        if frames:
+            f = frames[0]
+            where += f", called from {f.symbol} ({f.kf.file}:{f.lineno})"
+        return where
     if frames:
         f = frames[0]
         return f"{f.symbol} ({f.kf.file}:{f.lineno})"

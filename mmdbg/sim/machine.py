@@ -23,11 +23,13 @@ from mmdbg.sim.include.gfp import MAX_NR_ZONES
 from mmdbg.sim.kernel.printk import KERN_INFO, KERN_WARNING, PrintkBuffer
 from mmdbg.sim.kernel.sched import PF_IDLE, PF_KTHREAD, TaskStruct
 from mmdbg.sim.kernel.time import Clock
+from mmdbg.sim.kernel.timer import TimerBase
 from mmdbg.sim.mm import (
     mm_init,
     page_alloc,
     slab_params,  # noqa: F401  (registers slab/KASAN boot parameters)
     vmstat,
+    zswap,  # noqa: F401  (registers the zswap.* boot parameters)
 )
 from mmdbg.sim.mm.memblock import KERNEL_END, KERNEL_START, SZ_1M, Memblock
 from mmdbg.sim.mm.mm_types import (
@@ -110,6 +112,9 @@ class Machine:
         self.cpu_curr: list[TaskStruct] = []
         self.tasks: dict[int, TaskStruct] = {}
         self.stop_requested = False
+        self.stop_reason = ""  # why (request_stop), and where: self.stop_where
+        self.stop_where = ""
+        self.timer_base = TimerBase(self)  # kernel/timer.py: add_timer()
         self.vfs: Any = None
         self.vm: Any = None  # processes and VM globals (kernel/vm_init.py)
         self._boot()
@@ -187,6 +192,9 @@ class Machine:
         from mmdbg.sim.kernel import vm_init  # issue 3: processes, address spaces, scheduler
 
         vm_init.vm_init(self)
+        from mmdbg.sim.mm import kmemleak  # late_initcall: the kmemleak scan thread
+
+        kmemleak.kmemleak_late_init(self)
         from mmdbg.sim.fs import vfs  # late: procfs renderers import the machine's subsystems
 
         self.vfs = vfs.build_vfs(self)
@@ -354,6 +362,66 @@ class Machine:
 
     def struct_page_addr(self, pfn: int) -> int:
         return pfn_to_page_addr(pfn)
+
+    # -- debugging and probes: timers, watchpoints, signals, stops, symbols --------------
+    def add_timer(self, interval_ns: int, callback: Any, cpu: int = 0) -> Any:
+        """A periodic timer in simulated time (kernel/timer.py); ``.cancel()`` disarms it."""
+        return self.timer_base.add_timer(interval_ns, callback, cpu)
+
+    def add_watchpoint(self, addr: int, length: int, mode: str, callback: Any,
+                       pid: int | None = None) -> Any:
+        """A data breakpoint on ``[addr, addr+length)`` (kernel/hw_breakpoint.py); the
+        callback gets ``(bp, addr, size, write)``; ``.remove()`` unregisters it."""
+        from mmdbg.sim.kernel.hw_breakpoint import register_hw_breakpoint
+
+        return register_hw_breakpoint(self, addr, length, mode, callback, pid)
+
+    def send_signal(self, task: Any, sig: int) -> int:
+        """send_sig(): queue ``sig`` on the simulated ``task``."""
+        from mmdbg.sim.kernel.signal import send_sig
+
+        self.activate()
+        return send_sig(int(sig), task)
+
+    def kill(self, pid: int, sig: int) -> int:
+        """kill(2) from outside: 0, or -ESRCH when no such task."""
+        t = self.tasks.get(int(pid))
+        if t is None:
+            return -3
+        return self.send_signal(t, sig)
+
+    def request_stop(self, reason: str = "") -> None:
+        """Stop the simulation at the next scheduling point (the debugger takes over; a
+        batch run ends).  ``stop_reason``/``stop_where`` say why and in which function."""
+        frames = trace.kframes(1)
+        self.stop_where = (f"{frames[0].kf.name} ({frames[0].kf.file}:{frames[0].lineno})"
+                           if frames else "")
+        self.stop_reason = reason
+        self.stop_requested = True
+
+    def panic(self, reason: str) -> None:
+        """What kernel code calls after printing its panic line: the machine stops."""
+        self.panicked = True
+        self.panic_msg = reason
+        self.request_stop(f"Kernel panic - not syncing: {reason}")
+
+    def kobj(self, struct: str, addr: int) -> Any:
+        """The kernel object of type ``struct`` at ``addr`` (kernel/kobj.py)."""
+        from mmdbg.sim.kernel.kobj import kobj
+
+        return kobj(self, struct, addr)
+
+    def ksym(self, addr: int) -> str:
+        """The name of the kernel function containing ``addr`` ("" if none)."""
+        from mmdbg.sim.kernel.kallsyms import kallsyms_lookup
+
+        r = kallsyms_lookup(int(addr))
+        return r[0] if r is not None else ""
+
+    def kallsyms_lookup_name(self, name: str) -> int:
+        from mmdbg.sim.kernel.kallsyms import kallsyms_lookup_name
+
+        return kallsyms_lookup_name(name)
 
     @property
     def max_nr_zones(self) -> int:

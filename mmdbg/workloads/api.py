@@ -271,35 +271,75 @@ class Process:
         with self._ctx():
             f.put()
 
-    def read(self, fd: int, n: int) -> bytes:
-        from mmdbg.sim.mm.filemap import filemap_read
+    def _file(self, fd: int, what: str) -> Any:
+        f = self.fds.get(fd)
+        if f is None:
+            raise OSError(errno.EBADF, f"{what}: Bad file descriptor")
+        return f
 
-        f = self.fds[fd]
+    def read(self, fd: int, n: int) -> bytes:
+        """read(2) through the page cache (a miss waits for the disk)."""
+        from mmdbg.sim.fs.read_write import ksys_read
+
+        f = self._file(fd, "read")
         with self._ctx():
-            self.m.clock.ns += self.m.vm.cost.syscall
-            data = filemap_read(f, f.f_pos, n)
-        f.f_pos += len(data)
-        return data
+            return ksys_read(f, n)
 
     def write(self, fd: int, data: bytes) -> int:
-        from mmdbg.sim.mm.filemap import generic_perform_write
+        """write(2): dirties page-cache pages; balance_dirty_pages may throttle the task."""
+        from mmdbg.sim.fs.read_write import ksys_write
 
-        f = self.fds[fd]
+        f = self._file(fd, "write")
         with self._ctx():
-            self.m.clock.ns += self.m.vm.cost.syscall
-            n = generic_perform_write(f, f.f_pos, data)
-        f.f_pos += n
-        return n
+            return ksys_write(f, data)
+
+    def pread(self, fd: int, n: int, offset: int) -> bytes:
+        from mmdbg.sim.fs.read_write import ksys_pread64
+
+        f = self._file(fd, "pread")
+        with self._ctx():
+            return ksys_pread64(f, n, offset)
+
+    def pwrite(self, fd: int, data: bytes, offset: int) -> int:
+        from mmdbg.sim.fs.read_write import ksys_pwrite64
+
+        f = self._file(fd, "pwrite")
+        with self._ctx():
+            return ksys_pwrite64(f, data, offset)
 
     def lseek(self, fd: int, pos: int) -> int:
-        self.fds[fd].f_pos = pos
+        self._file(fd, "lseek").f_pos = pos
         return pos
 
     def fsync(self, fd: int) -> None:
-        from mmdbg.sim.mm.filemap import filemap_write_and_wait_range
+        """fsync(2): write the file's dirty pages back and wait for the disk."""
+        from mmdbg.sim.fs.read_write import vfs_fsync_range
+
+        f = self._file(fd, "fsync")
+        with self._ctx():
+            vfs_fsync_range(f)
+
+    def fdatasync(self, fd: int) -> None:
+        from mmdbg.sim.fs.read_write import vfs_fsync_range
+
+        f = self._file(fd, "fdatasync")
+        with self._ctx():
+            vfs_fsync_range(f, datasync=True)
+
+    def sync(self) -> None:
+        """sync(2): every dirty page reaches the disk."""
+        from mmdbg.sim.fs.read_write import ksys_sync
 
         with self._ctx():
-            filemap_write_and_wait_range(self.fds[fd].f_mapping, 0, (1 << 63) - 1)
+            ksys_sync()
+
+    def fadvise(self, fd: int, offset: int, length: int, advice: int) -> None:
+        """posix_fadvise(2) (POSIX_FADV_* from mmdbg.sim.fs.read_write)."""
+        from mmdbg.sim.fs.read_write import generic_fadvise
+
+        f = self._file(fd, "posix_fadvise")
+        with self._ctx():
+            _check(generic_fadvise(f, offset, length, advice), "posix_fadvise")
 
     def unlink(self, path: str) -> None:
         with self._ctx():

@@ -51,6 +51,23 @@ def _usage_exit(msg: str) -> None:
     raise SystemExit(EXIT_USAGE)
 
 
+def print_panic_stop(machine: Any, out: Any = None) -> None:
+    """The stop of a panicked machine (``kasan.fault=panic``, ``panic_on_oom``): why, where
+    (the kernel function, file and line), on which CPU and task, when."""
+    out = out if out is not None else sys.stderr
+    reason = getattr(machine, "stop_reason", "") or \
+        f"Kernel panic - not syncing: {getattr(machine, 'panic_msg', '') or '?'}"
+    where = getattr(machine, "stop_where", "") or "no kernel frame"
+    t = getattr(machine, "stop_task", None) or machine.current
+    cpu = getattr(machine, "stop_cpu", machine.cpu)
+    who = f", pid {t.pid} ({t.comm})" if t is not None else ""
+    ns = machine.clock.ns
+    print(f"mmdbg: {reason}", file=out)
+    print(f"mmdbg: stopped at {where}, cpu {cpu}{who}, time "
+          f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d} s", file=out)
+    out.flush()
+
+
 def make_workload_runner(ns: Any, machine: Any) -> Callable[[Callable[[], bool]], str] | None:
     """Start what the options ask for; returns ``run(until_exit)`` or None."""
     spec = getattr(ns, "scenario", None)
@@ -82,6 +99,9 @@ def make_workload_runner(ns: Any, machine: Any) -> Callable[[Callable[[], bool]]
             if left is not None and left <= 0:
                 return "duration"
             reason = machine.run(SLICE_NS if left is None else min(SLICE_NS, left))
+            if reason == "stopped" and getattr(machine, "panicked", False):
+                print_panic_stop(machine)
+                return reason  # a panicked machine runs no further
             if reason != "duration" or until_exit():
                 return reason
 

@@ -297,17 +297,27 @@ class LoadedScenario:
 
 def load_scenario(name: str, params: dict[str, str] | None = None, machine: Any = None,
                   seed: int = 0, cmdline: str = "mem=1G cpus=2") -> LoadedScenario:
-    """Boot a machine (unless given) and start scenario ``name`` with string ``params``."""
+    """Boot a machine (unless given) and start scenario ``name`` with string ``params``.
+    The machine gets ``cmdline`` plus the scenario's own options (``Scenario.cmdline``,
+    e.g. ``kasan=on``), which win."""
     import mmdbg
 
     spec = name + (":" + ",".join(f"{k}={v}" for k, v in (params or {}).items())
                    if params else "")
     s, parsed = parse_spec(spec)
     if machine is None:
-        machine = mmdbg.boot(cmdline, seed)
+        machine = mmdbg.boot(f"{cmdline} {s.cmdline}".strip(), seed)
     machine.activate()
     return LoadedScenario(machine, s, s.start(machine, parsed))
 
 
-# issue 7: memory-pressure scenarios (oom-global, oom-adj, memcg-oom, swap-storm)
+# issue 7: page-cache scenarios (page-cache-thrash, dirty-throttle) and memory-pressure
+# scenarios (oom-global, oom-adj, memcg-oom, swap-storm)
+from mmdbg.workloads import pagecache as _pagecache  # noqa: E402,F401
 from mmdbg.workloads import pressure as _pressure  # noqa: E402,F401
+
+# issue 6: kernel-memory debugging scenarios (slab-leak, use-after-free, kfence-oob)
+from mmdbg.workloads import slab_scenarios as _slab_scenarios  # noqa: E402,F401
+
+# issue 7: zswap and memcg-protection scenarios
+from mmdbg.workloads import zswap_scenarios as _zswap_scenarios  # noqa: E402,F401

@@ -1124,6 +1124,11 @@ def identify(m: Any, addr: int) -> list[str]:
                    f"+0x{off:x}")
         out += _page_state(m, pfn)
         return out
+    from mmdbg.sim.mm.slab_info import identify_vmalloc
+
+    vm_lines = identify_vmalloc(m, addr) if addr >= 0xFFFFC90000000000 else []
+    if vm_lines:  # a vmalloc area, a module's memory, a task's stack (issue 6)
+        return out + vm_lines
     if addr >= 0xFFFFFFFF80000000:
         from mmdbg.shell.debugger import kfunc_address
 

@@ -39,7 +39,8 @@ from mmdbg.sim.mm.mmzone import pindex_to_order
 
 @command(
     "kmem",
-    usage="-i | -f [pfn|address] | -F | -z | -p [-P] [pfn|address ...]",
+    usage="-i | -f [pfn|address] | -F | -z | -p [-P] [pfn|address ...] | -s [CACHE ...] | "
+          "-S CACHE | address",
     summary="kernel memory",
     help="""\
     Displays the state of the simulated kernel's memory, as crash's kmem does.
@@ -62,6 +63,12 @@ from mmdbg.sim.mm.mmzone import pindex_to_order
           (0xffffea...), direct-map addresses (0xffff888...) or values of the history
           ($1, see "help call"); with -P, physical addresses.  With no argument, every
           page of the mem_map.
+      -s  The slab caches, as crash prints them: CACHE (the kmem_cache address), OBJSIZE,
+          ALLOCATED and TOTAL objects, SLABS, SSIZE (the slab size) and NAME; with cache
+          names, only those.
+      -S  One cache in detail: its per-CPU slab and partial slabs, then its node partial
+          (and, with slub_debug=U, full) slabs, each slab with its objects, free or
+          [allocated] (in a CPU's freelist, in the KASAN quarantine).
       address  With no option: what the address is -- a struct page (vmemmap), a page of
           the direct map (free buddy block, slab or in-use page), a zone, a free_area, a
           task, a kernel function (by the addresses break prints).""",
@@ -70,12 +77,15 @@ from mmdbg.sim.mm.mmzone import pindex_to_order
               ("Free blocks of order 10 only:", "kmem -f | grep -E '^ 10 '"),
               ("Zone sizes, watermarks and counters:", "kmem -z"),
               ("The struct page of pfn 4096, by pfn and by address:",
-               "kmem -p 4096 0xffffea0000040000")),
-    options=("-i", "-f", "-F", "-z", "-p", "-P"),
+               "kmem -p 4096 0xffffea0000040000"),
+              ("The kmalloc-64 cache:", "kmem -s kmalloc-64"),
+              ("Its slabs and objects, free or [allocated], per CPU and node:",
+               "kmem -S kmalloc-64")),
+    options=("-i", "-f", "-F", "-z", "-p", "-P", "-s", "-S"),
 )
 def cmd_kmem(ctx: CommandContext, args: list[str]) -> None:
     try:
-        opts, rest = getopt.gnu_getopt(args, "ifFzpP")
+        opts, rest = getopt.gnu_getopt(args, "ifFzpPsS")
     except getopt.GetoptError as e:
         raise UsageError(e.msg) from None
     flags = [o for o, _ in opts]
@@ -92,9 +102,15 @@ def cmd_kmem(ctx: CommandContext, args: list[str]) -> None:
                 ctx.print(ln)
         return
     if len(set(modes)) != 1:
-        raise UsageError("specify one of -i, -f, -F, -z, -p" if not modes
-                         else "only one of -i, -f, -F, -z, -p at a time")
+        raise UsageError("specify one of -i, -f, -F, -z, -p, -s, -S" if not modes
+                         else "only one of -i, -f, -F, -z, -p, -s, -S at a time")
     mode = modes[0]
+    if mode in ("-s", "-S"):  # the slab caches (shell/commands/slab.py)
+        from mmdbg.shell.commands.slab import kmem_slab
+
+        for ln in kmem_slab(ctx.machine, mode, rest):
+            ctx.print(ln)
+        return
     physical = "-P" in flags
     m = ctx.machine
     if mode == "-p":

@@ -32,38 +32,101 @@ def kmem_slab(m: Any, opt: str, args: list[str]) -> list[str]:
 
 @command(
     "slabtop",
-    usage="[-o] [-s SORT] [-n LINES]",
+    usage="[-o] [-d SECONDS [-i COUNT]] [-s SORT] [-n LINES]",
     summary="display kernel slab cache information",
     help="""\
-    Prints what procps' slabtop prints, once (as slabtop -o): the summary of active and
-    total objects, slabs, caches and sizes, then one line per cache from /proc/slabinfo.
+    Prints what procps' slabtop prints: the summary of active and total objects, slabs,
+    caches and sizes, then one line per cache from /proc/slabinfo.  By default once (as
+    slabtop -o); with -d, refreshing in simulated time.
 
-      -s SORT   sort by o (objects, default), a (active objects), s (object size),
-                n (name), b (objects per slab), c (cache size), l (slabs), u (use %).
-      -n LINES  only the first LINES caches.""",
-    examples=(("The ten biggest caches by memory:", "slabtop -s c -n 10"),),
-    options=("-o", "-s", "-n"),
+      -o          once (the default).
+      -d SECONDS  refresh: print, run the simulation SECONDS of simulated time (0.5, 2s,
+                  100ms), print again ... COUNT times in all (-i, default 5).  A breakpoint
+                  or Ctrl-C ends the refreshing where the simulation stopped.
+      -s SORT     sort by o (objects, default), a (active objects), s (object size),
+                  n (name), b (objects per slab), c (cache size), l (slabs), u (use %).
+      -n LINES    only the first LINES caches.""",
+    examples=(("The ten biggest caches by memory:", "slabtop -s c -n 10"),
+              ("Watch a leak grow, once per simulated second:", "slabtop -d 1 -i 4 -n 5")),
+    options=("-o", "-d", "-i", "-s", "-n"),
 )
 def cmd_slabtop(ctx: CommandContext, args: list[str]) -> None:
     try:
-        opts, rest = getopt.getopt(args, "os:n:d:")
+        opts, rest = getopt.getopt(args, "od:i:s:n:")
     except getopt.GetoptError as e:
         raise UsageError(e.msg) from None
     if rest:
         raise UsageError()
-    sort, limit = "o", 0
+    sort, limit, delay, count, once = "o", 0, None, 5, False
     for o, v in opts:
         if o == "-s":
             if v not in "oasnbclu" or len(v) != 1:
                 raise UsageError(f"invalid sort criterion: {v}")
             sort = v
-        elif o == "-n":
+        elif o in ("-n", "-i"):
             try:
-                limit = int(v)
+                n = int(v)
             except ValueError:
-                raise UsageError(f"invalid line count: {v}") from None
-    for line in slab_info.slabtop(ctx.machine, sort, limit):
-        ctx.print(line)
+                raise UsageError(f"invalid {'line' if o == '-n' else 'iteration'} count: "
+                                 f"{v}") from None
+            if n < (0 if o == "-n" else 1):
+                raise UsageError(f"invalid count: {v}")
+            if o == "-n":
+                limit = n
+            else:
+                count = n
+        elif o == "-d":
+            delay = _parse_delay(v)
+        elif o == "-o":
+            once = True
+    if delay is None or once:
+        for line in slab_info.slabtop(ctx.machine, sort, limit):
+            ctx.print(line)
+        return
+    _slabtop_refresh(ctx, sort, limit, delay, count)
+
+
+def _parse_delay(v: str) -> int:
+    from mmdbg.shell.commands.exec import parse_duration
+
+    try:
+        ns = int(float(v) * 1_000_000_000)
+    except ValueError:
+        try:
+            ns = parse_duration(v)
+        except ValueError:
+            raise UsageError(f"invalid delay: {v}") from None
+    if ns <= 0:
+        raise UsageError(f"invalid delay: {v}")
+    return ns
+
+
+def _slabtop_refresh(ctx: CommandContext, sort: str, limit: int, delay: int,
+                     count: int) -> None:
+    """Print, run ``delay`` of simulated time on the debugger's sim thread, print ..."""
+    from mmdbg.shell.commands.exec import format_ns, machine_runner
+    from mmdbg.shell.debugger import IDLE, get_debugger
+
+    dbg = get_debugger(ctx.session)
+    if dbg.state != IDLE:
+        raise CommandError("slabtop -d: the simulation is running or stopped (continue it, "
+                           "or use slabtop -o)")
+    runner = machine_runner(dbg)
+    if runner is None:
+        raise CommandError("slabtop -d: the machine cannot run by itself (no scheduler)")
+    for i in range(count):
+        m = ctx.session.machine
+        if i:
+            ctx.print("")
+        ctx.print(f"slabtop: clock at {format_ns(m.clock.ns)}")
+        for line in slab_info.slabtop(m, sort, limit):
+            ctx.print(line)
+        if i == count - 1:
+            break
+        dbg.start(lambda m=m: runner(delay), "slabtop")
+        dbg.run_foreground(ctx.session.out)
+        if dbg.state != IDLE:  # a breakpoint, a watchpoint, Ctrl-C: the debugger has it
+            return
 
 
 @command(

@@ -23,6 +23,7 @@ from typing import Any
 
 from mmdbg.sim.fs.vfs import VFS, KernelError
 from mmdbg.sim.mm import memcontrol as mc
+from mmdbg.sim.mm import zswap
 
 ROOT = "/sys/fs/cgroup"
 _SUFFIX = {"k": 10, "m": 20, "g": 30, "t": 40}
@@ -198,6 +199,12 @@ FILES: dict[str, tuple[Any, Any, bool]] = {
                         False),
     "memory.swap.events": (lambda m, cg: "".join(f"{k} {v}\n" for k, v in
                                                  cg.swap_events.items()), None, False),
+    "memory.zswap.current": (lambda m, cg: zswap.memcg_zswap_current(m, cg), None, False),
+    "memory.zswap.max": (lambda m, cg: zswap.memcg_zswap_max_show(m, cg),
+                         lambda m, cg, t: zswap.memcg_zswap_max_write(m, cg, t), False),
+    "memory.zswap.writeback": (lambda m, cg: f"{getattr(cg, 'zswap_writeback', 1)}\n",
+                               lambda m, cg, t: zswap.memcg_zswap_writeback_write(m, cg, t),
+                               False),
     "memory.oom.group": (lambda m, cg: f"{cg.oom_group}\n", _oom_group_write, False),
     "memory.events": (lambda m, cg: _events(cg.events), None, False),
     "memory.events.local": (lambda m, cg: _events(cg.events_local), None, False),

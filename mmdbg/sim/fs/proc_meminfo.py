@@ -27,6 +27,7 @@ from mmdbg.sim.mm.show_mem import (
     totalcma_pages,
     zone_state,
 )
+from mmdbg.sim.mm.zswap import zswap_total_pages
 from mmdbg.sim.trace import kfunc
 
 SZ_1M = 1 << 20
@@ -146,8 +147,8 @@ def meminfo_proc_show(m: Any) -> str:
         show_val_kb("Mlocked:        ", zone_state(m, "nr_mlock")),
         show_val_kb("SwapTotal:      ", i["totalswap"]),
         show_val_kb("SwapFree:       ", i["freeswap"]),
-        show_val_kb("Zswap:          ", int(getattr(m, "zswap_pool_pages", 0))),
-        show_val_kb("Zswapped:       ", int(getattr(m, "zswap_stored_pages", 0))),
+        show_val_kb("Zswap:          ", zswap_total_pages(m)),
+        show_val_kb("Zswapped:       ", getattr(getattr(m, "zswap", None), "stored_pages", 0)),
         show_val_kb("Dirty:          ", node_state(m, "nr_dirty")),
         show_val_kb("Writeback:      ", node_state(m, "nr_writeback")),
         show_val_kb("AnonPages:      ", node_state(m, "nr_anon_pages")),

@@ -32,6 +32,7 @@ READ_LATENCY_NS = 80_000  # one request on a SATA SSD
 WRITE_LATENCY_NS = 60_000
 PAGE_TRANSFER_NS = 8_000  # ~500 MB/s
 MAX_IO_PAGES = 32
+FMODE_RANDOM = 0x1000  # POSIX_FADV_RANDOM: no readahead (file->f_mode)
 
 
 class BlockDevice:
@@ -47,6 +48,17 @@ class BlockDevice:
         self.read_sectors = 0
         self.write_ios = 0
         self.write_sectors = 0
+        self.ra_pages = 32  # bdi->ra_pages: /sys/block/sda/queue/read_ahead_kb = 128
+        self.busy_until = 0  # the request queue: when the last submitted request completes
+        self.in_flight = 0
+
+    def submit(self, now: int, npages: int, write: bool) -> int:
+        """Queue one request of ``npages``; returns the simulated time it completes (requests
+        are served one after the other, so a read queued behind writeback waits for it)."""
+        cost = self.write_cost(npages) if write else self.read_cost(npages)
+        done = max(now, self.busy_until) + cost
+        self.busy_until = done
+        return done
 
     def read_cost(self, npages: int) -> int:
         self.read_ios += 1
@@ -99,6 +111,8 @@ class Inode:
         self.i_mapping = AddressSpace(self)
         self.open_count = 0
         self.mtime_ns = 0
+        self.i_state = 0  # I_DIRTY_PAGES while it has dirty page-cache pages
+        self.dirtied_when = 0  # ns: when the inode was first dirtied (the flusher's age)
         self.acct_pages = 0  # Committed_AS charged for a shared anonymous mapping
 
     def __repr__(self) -> str:
@@ -141,7 +155,11 @@ class File:
         self.f_mode = mode
         self.f_pos = 0
         self.f_count = 1
+        self.f_flags = 0  # FMODE_RANDOM after POSIX_FADV_RANDOM
         inode.open_count += 1
+        from mmdbg.sim.mm.readahead import file_ra_state_init
+
+        self.f_ra = file_ra_state_init(self)  # ra_pages from the disk's read_ahead_kb
 
     def __repr__(self) -> str:
         return f"<file {self.f_inode.path}>"

@@ -129,6 +129,9 @@ def exit_notify(tsk: TaskStruct) -> None:
 def release_task(p: TaskStruct) -> None:
     m = current_machine()
     p.exit_state = EXIT_DEAD
+    from mmdbg.sim.kernel.fork import account_kernel_stack
+
+    account_kernel_stack(m, p, -1)  # put_task_stack -> release_task_stack
     if p.parent is not None and p in p.parent.children:
         p.parent.children.remove(p)
     m.tasks.pop(p.pid, None)

@@ -40,6 +40,7 @@ from mmdbg.sim.mm.vma import (
     vm_area_dup,
     vm_stat_account,
 )
+from mmdbg.sim.mm.vmstat import NS
 from mmdbg.sim.trace import current_machine, kfunc
 
 CLONE_VM = 0x00000100
@@ -53,6 +54,7 @@ SIGCHLD = 17
 TASK_STRUCT_SIZE = 9856
 PID_MAX = 4194304
 VM_INIT_DEF_MASK = VM_NOHUGEPAGE
+_NR_KERNEL_STACK = NS["nr_kernel_stack"]
 
 
 def alloc_pid(m: Any) -> int:
@@ -81,11 +83,22 @@ def new_task(m: Any, pid: int, comm: str, parent: TaskStruct | None, flags: int 
             t.thread = UserRegs(parent.thread.ip, parent.thread.sp)
     t.addr = kobj_addr(m, TASK_STRUCT_SIZE)
     t.stack = 0xFFFFC90000000000 + (pid << 15)
+    account_kernel_stack(m, t, 1)
     t.start_time = m.clock.ns
     t.se = TaskSched(None)
     t.cpu = parent.cpu if parent is not None else 0
     m.tasks[pid] = t
     return t
+
+
+def account_kernel_stack(m: Any, t: TaskStruct, account: int) -> None:
+    """NR_KERNEL_STACK_KB (``KernelStack`` in /proc/meminfo): THREAD_SIZE per task from
+    dup_task_struct to release_task_stack.  Simplification: counted on node 0, and the
+    stack's pages are not allocated (``t.stack`` is an address only)."""
+    if getattr(t, "stack_accounted", 0) == (account > 0):
+        return
+    t.stack_accounted = int(account > 0)
+    m.node_data[0].vm_stat[_NR_KERNEL_STACK] += account * (THREAD_SIZE // 1024)
 
 
 class UserRegs:

@@ -295,6 +295,8 @@ class Scheduler:
                 self._load_balance()
                 busy = [rq for rq in self.rqs if rq.busy()]
                 t_min = min((rq.clock for rq in busy), default=None)
+                if m.timer_base.nr_active and self._run_timers(t_min, end):
+                    continue
                 if self.timers and (t_min is None or self.timers[0][0] <= t_min):
                     nxt_timer = self.timers[0][0]
                     if end is not None and nxt_timer > end:
@@ -326,6 +328,22 @@ class Scheduler:
             m.clock.ns = max(m.clock.ns, top)
             m.cpu = 0
         return reason
+
+    def _run_timers(self, t_min: int | None, end: int | None) -> bool:
+        """Fire the earliest kernel timer (kernel/timer.py) if it expires before the next
+        scheduler event (and the run's end); never while nothing is left to run."""
+        h = t_min
+        if self.timers and (h is None or self.timers[0][0] < h):
+            h = self.timers[0][0]
+        if h is None:
+            return False
+        if end is not None and h > end:
+            h = end
+        tb = self.m.timer_base
+        nx = tb.next_expiry()
+        if nx is None or nx > h or not self.user_tasks_alive():
+            return False
+        return tb.run_due(h)
 
     def _step(self, rq: RunQueue) -> None:
         m = self.m

@@ -98,8 +98,12 @@ def vm_init(m: Any) -> None:
         node = m.zones[zi].node if zi >= 0 else 0
         vm.nodestat.append(m.node_data[node].vm_stat)
     vm.sched = sched_init(m)
+    from mmdbg.sim.kernel.fork import account_kernel_stack
+
     for cpu, idle in enumerate(m.idle_tasks):  # init_task and the per-CPU idle tasks
         idle.addr = INIT_TASK_ADDR + cpu * 0x40000 if cpu else INIT_TASK_ADDR
+        if cpu:  # fork_idle() stacks are counted; init_task's is the static init_stack
+            account_kernel_stack(m, idle, 1)
     vm.fs = FileSystem(m)
     m.sysctl.setdefault("kernel.randomize_va_space", 2)
     proc_sys.LIMITS.setdefault("kernel.randomize_va_space", (0, 2))

@@ -1,4 +1,4 @@
-"""A minimal page cache (mm/filemap.c, the shmem fault of mm/shmem.c).
+"""The page cache (mm/filemap.c, the shmem fault of mm/shmem.c).
 
 Each inode has an ``address_space`` (:class:`AddressSpace`): ``i_pages`` maps a page index to
 the pfn caching it, ``i_mmap`` lists the VMAs mapping the file (the file rmap).  A page-cache
@@ -6,15 +6,27 @@ page holds one reference for the cache and one per PTE mapping it; it is counted
 ``nr_file_pages`` (and ``nr_shmem`` for shmem), carries ``mapping``/``index`` in the struct
 page columns, and ``PG_uptodate`` once its contents are read.
 
-The fault side: ``filemap_fault`` (read the page, a major fault when it came from the disk),
-``filemap_map_pages`` (fault-around: map pages already cached around the fault) and
-``filemap_page_mkwrite`` (a shared writable mapping dirties the page).  Reads miss into a
-simple read-around of ``ra_pages`` (32 pages, the default 128 KiB ``read_ahead_kb``) centred
-on the fault, as ``do_sync_mmap_readahead`` does for a mapping without MADV_RANDOM/SEQUENTIAL.
+Reads (``filemap_read``): ``filemap_get_pages`` takes the cached pages from the read position;
+a miss calls ``page_cache_sync_ra`` (mm/readahead.c), a ``PG_readahead`` page calls
+``page_cache_async_ra``; a page whose disk read is still in flight makes the reader wait for
+it.  A miss costs the disk's latency, a hit only the copy.  ``prev_pos`` in the file's
+``file_ra_state`` records where the read ended.
 
-Simplifications (the reclaim issue brings the rest): no LRU lists, no async readahead marks,
-no writeback daemon -- dirty pages are written by ``msync``/``fsync``
-(``filemap_write_and_wait_range``) or stay dirty; no folio locking.
+Faults: ``filemap_fault`` -- a cached page is a minor fault (``do_async_mmap_readahead`` on a
+``PG_readahead`` page), a miss is a major fault (``pgmajfault``) that reads through
+``do_sync_mmap_readahead``: nothing extra under MADV_RANDOM, a sequential window under
+MADV_SEQUENTIAL, otherwise read-around (``ra_pages`` centred on the fault, the last quarter
+async) until ``mmap_miss`` says the file is read randomly.  ``filemap_map_pages``
+(fault-around) maps cached pages, skipping ``PG_readahead`` and still-locked ones;
+``filemap_page_mkwrite`` dirties the page of a shared writable mapping.
+
+Writes (``generic_perform_write``): a partial write of an uncached page reads it first; the
+page is marked dirty (``filemap_dirty_folio``) and the writer is throttled
+(``balance_dirty_pages_ratelimited``).  ``filemap_write_and_wait_range`` (fsync, msync)
+starts writeback of the dirty pages and waits for the disk (mm/page-writeback.c).
+
+Simplifications: order-0 folios, no folio locks (an in-flight read is a completion time in
+``io_pending``, an in-flight write one in ``wb_pending``).
 """
 
 from __future__ import annotations
@@ -23,7 +35,7 @@ from typing import Any
 
 from mmdbg.sim.include.gfp import __GFP_ZERO, GFP_HIGHUSER_MOVABLE
 from mmdbg.sim.include.mm import VM_FAULT_MAJOR, VM_FAULT_NOPAGE, VM_FAULT_OOM, VM_FAULT_SIGBUS
-from mmdbg.sim.mm import page_alloc, vmstat
+from mmdbg.sim.mm import page_alloc, page_writeback, readahead, vmstat
 from mmdbg.sim.mm import page_flags as pf
 from mmdbg.sim.mm.mm_types import PAGEBLOCK_ORDER
 from mmdbg.sim.mm.vma import VM_RAND_READ, VM_SEQ_READ, kobj_addr
@@ -42,6 +54,10 @@ RA_PAGES = 32
 _UPTODATE = 1 << pf.PG_uptodate
 _DIRTY = 1 << pf.PG_dirty
 _SWAPBACKED = 1 << pf.PG_swapbacked
+_WRITEBACK = 1 << pf.PG_writeback
+_READAHEAD = 1 << pf.PG_readahead
+MMAP_LOTSAMISS = readahead.MMAP_LOTSAMISS
+NR_WRITEBACK = vmstat.NS["nr_writeback"]
 
 _tp_add = declare_tracepoint("filemap:mm_filemap_add_to_page_cache")
 _tp_del = declare_tracepoint("filemap:mm_filemap_delete_from_page_cache")
@@ -59,6 +75,9 @@ class AddressSpace:
         self.host = host
         self.i_pages: dict[int, int] = {}
         self.i_mmap: list[Any] = []
+        self.io_pending: dict[int, int] = {}  # index -> ns its read completes
+        self.wb_pending: dict[int, int] = {}  # index -> ns its write completes
+        self.writeback_index = 0
         self.gfp_mask = GFP_HIGHUSER_MOVABLE
         self.a_ops = "shmem_aops" if host.shmem else "simplefs_aops"
         self.addr = 0
@@ -129,12 +148,17 @@ def filemap_remove_folio(folio: int) -> None:
     st[NR_FILE_PAGES] -= 1
     if mapping.host.shmem:
         st[NR_SHMEM] -= 1
+    if mem_map.flags[folio] & _WRITEBACK:  # truncate waited for it (folio_wait_writeback)
+        page_writeback.folio_end_writeback(folio)
+    mapping.io_pending.pop(index, None)
+    mapping.wb_pending.pop(index, None)
     if mem_map.flags[folio] & _DIRTY:
         mem_map.flags[folio] &= ~_DIRTY
-        st[NR_FILE_DIRTY] -= 1
+        if not mapping.host.shmem:
+            st[NR_FILE_DIRTY] -= 1
     mem_map.mapping.pop(folio, None)
     mem_map.index.pop(folio, None)
-    mem_map.flags[folio] &= ~(_UPTODATE | _SWAPBACKED)
+    mem_map.flags[folio] &= ~(_UPTODATE | _SWAPBACKED | _READAHEAD)
     folio_put(m, folio)
 
 
@@ -155,56 +179,65 @@ def _charge_io(m: Any, ns: int) -> None:
     sched_core.io_schedule_timeout(m, ns)
 
 
-@kfunc
-def page_cache_ra_unbounded(mapping: AddressSpace, index: int, nr_to_read: int) -> int:
-    """Read ``nr_to_read`` pages from ``index`` into the cache in one I/O; pages read."""
-    m = current_machine()
-    host = mapping.host
-    last = (host.i_size + 4095) // 4096
-    idxs = [i for i in range(index, min(index + nr_to_read, last)) if i not in mapping.i_pages]
-    if not idxs:
-        return 0
-    n = 0
-    for i in idxs:
-        pfn = page_alloc.alloc_pages(mapping.gfp_mask, 0)
-        if pfn is None:
-            break
-        _fill_from_disk(m, host, pfn, i)
-        filemap_add_folio(mapping, pfn, i, mapping.gfp_mask)
-        m.mem_map._refcount[pfn] -= 1  # the allocation reference: the cache keeps its own
-        n += 1
-    if n and host.i_sb.s_bdev is not None:
-        _charge_io(m, host.i_sb.s_bdev.read_cost(n))
-        m.vm_events[PGPGIN] += 8 * n
-    return n
-
-
-def _fill_from_disk(m: Any, host: Any, pfn: int, index: int) -> None:
-    data = host.disk_read(index)
-    pm = m.physmem
-    if data is None or not any(data):
-        pm.clear_pages(pfn, 1)
-    else:
-        pm.pages[pfn] = bytearray(data)
-    m.mem_map.flags[pfn] |= _UPTODATE
+page_cache_ra_unbounded = readahead.page_cache_ra_unbounded
+_fill_from_disk = readahead._fill_from_disk
+RA_PAGES = readahead.VM_READAHEAD_PAGES
 
 
 @kfunc
 def do_sync_mmap_readahead(vmf: Any) -> int:
-    """Read around the faulting index (or just it, under MADV_RANDOM)."""
+    """A fault missed the cache: read a sequential window (VM_SEQ_READ), nothing extra
+    (VM_RAND_READ), or ``ra_pages`` around the fault with the last quarter marked for async
+    readahead -- unless this file's faults mostly miss (``mmap_miss`` > MMAP_LOTSAMISS)."""
     vma = vmf.vma
-    mapping = vma.vm_file.f_mapping
-    if vma.vm_flags & VM_RAND_READ:
-        return page_cache_ra_unbounded(mapping, vmf.pgoff, 1)
+    file = vma.vm_file
+    mapping = file.f_mapping
+    ra = readahead.file_ra(file)
+    if vma.vm_flags & VM_RAND_READ or not ra.ra_pages:
+        return 0
     if vma.vm_flags & VM_SEQ_READ:
-        return page_cache_ra_unbounded(mapping, vmf.pgoff, RA_PAGES)
-    start = max(0, vmf.pgoff - RA_PAGES // 2)
-    return page_cache_ra_unbounded(mapping, start, RA_PAGES)
+        return readahead.page_cache_sync_ra(file, mapping, vmf.pgoff, ra.ra_pages)
+    if ra.mmap_miss < MMAP_LOTSAMISS * 10:
+        ra.mmap_miss += 1
+    if ra.mmap_miss > MMAP_LOTSAMISS:
+        return 0
+    ra.start = max(0, vmf.pgoff - ra.ra_pages // 2)
+    ra.size = ra.ra_pages
+    ra.async_size = ra.ra_pages // 4
+    return readahead.ra_submit(mapping, ra)
+
+
+@kfunc
+def do_async_mmap_readahead(vmf: Any, folio: int) -> int:
+    """A fault found its page cached: a hit lowers ``mmap_miss``; a ``PG_readahead`` page
+    starts the next window."""
+    m = current_machine()
+    vma = vmf.vma
+    file = vma.vm_file
+    ra = readahead.file_ra(file)
+    if vma.vm_flags & VM_RAND_READ or not ra.ra_pages:
+        return 0
+    if ra.mmap_miss:
+        ra.mmap_miss -= 1
+    if m.mem_map.flags[folio] & _READAHEAD:
+        return readahead.page_cache_async_ra(file, file.f_mapping, folio, vmf.pgoff,
+                                             ra.ra_pages)
+    return 0
+
+
+def _read_one(m: Any, mapping: AddressSpace, index: int) -> int | None:
+    """filemap_create_folio + filemap_read_folio: read one page and wait for it."""
+    readahead.page_cache_ra_unbounded(mapping, index, 1)
+    pfn = mapping.i_pages.get(index)
+    if pfn is not None:
+        readahead.folio_wait_locked(m, mapping, index)
+    return pfn
 
 
 @kfunc
 def filemap_fault(vmf: Any) -> int:
-    """Find (or read) the page for ``vmf->pgoff``; returns it in ``vmf->page`` with a ref."""
+    """Find (or read) the page for ``vmf->pgoff``; returns it in ``vmf->page`` with a ref.
+    A miss is a major fault and waits for the disk; a hit is minor."""
     m = current_machine()
     vma = vmf.vma
     mapping = vma.vm_file.f_mapping
@@ -215,13 +248,18 @@ def filemap_fault(vmf: Any) -> int:
         return VM_FAULT_SIGBUS
     ret = 0
     pfn = mapping.i_pages.get(vmf.pgoff)
-    if pfn is None:
+    if pfn is not None:
+        do_async_mmap_readahead(vmf, pfn)
+    else:
+        m.vm_events[PGMAJFAULT] += 1
+        ret = VM_FAULT_MAJOR
         do_sync_mmap_readahead(vmf)
         pfn = mapping.i_pages.get(vmf.pgoff)
         if pfn is None:
-            return VM_FAULT_OOM
-        ret = VM_FAULT_MAJOR
-        m.vm_events[PGMAJFAULT] += 1
+            pfn = _read_one(m, mapping, vmf.pgoff)
+            if pfn is None:
+                return VM_FAULT_OOM
+    readahead.folio_wait_locked(m, mapping, vmf.pgoff)
     m.mem_map._refcount[pfn] += 1
     vmf.page = pfn
     return ret
@@ -267,7 +305,9 @@ def filemap_map_pages(vmf: Any, start_pgoff: int, end_pgoff: int) -> int:
     last = (mapping.host.i_size + 4095) // 4096 - 1
     for pgoff in range(start_pgoff, min(end_pgoff, last) + 1):
         pfn = pages.get(pgoff)
-        if pfn is None or not flags[pfn] & _UPTODATE:
+        if pfn is None or flags[pfn] & _READAHEAD or not flags[pfn] & _UPTODATE:
+            continue
+        if pgoff in mapping.io_pending and readahead.folio_locked(m, mapping, pgoff):
             continue
         addr = vma.vm_start + ((pgoff - vma.vm_pgoff) << 12)
         idx = addr >> 12 & 511
@@ -280,8 +320,9 @@ def filemap_map_pages(vmf: Any, start_pgoff: int, end_pgoff: int) -> int:
     return ret
 
 
-@kfunc
+@kfunc(aliases=("filemap_dirty_folio", "set_page_dirty"))
 def folio_mark_dirty(folio: int) -> bool:
+    """Set PG_dirty; a disk file's page is accounted (``__folio_mark_dirty``)."""
     m = current_machine()
     flags = m.mem_map.flags
     if flags[folio] & _DIRTY:
@@ -289,9 +330,7 @@ def folio_mark_dirty(folio: int) -> bool:
     flags[folio] |= _DIRTY
     mapping = m.mem_map.mapping.get(folio)
     if isinstance(mapping, AddressSpace) and not mapping.host.shmem:
-        st = _nodestat(m, folio)
-        st[NR_FILE_DIRTY] += 1
-        st[NR_DIRTIED] += 1
+        page_writeback.__folio_mark_dirty(folio, mapping)
     return True
 
 
@@ -304,21 +343,97 @@ def filemap_page_mkwrite(vmf: Any) -> int:
 
 
 # -- read(2), write(2), msync/fsync ------------------------------------------------------------
-def _get_page_for_io(m: Any, mapping: AddressSpace, index: int, for_write: bool) -> int | None:
+@kfunc
+def filemap_get_pages(file: Any, pos: int, count: int) -> list[int]:
+    """The cached pages from ``pos`` on (at least one, read from the disk on a miss); stops
+    after a ``PG_readahead`` page, which starts async readahead."""
+    m = current_machine()
+    mapping = file.f_mapping
+    index = pos >> 12
+    last_index = (pos + count + 4095) >> 12
+    if _tp_get_pages.enabled:
+        _tp_get_pages.fire(i_ino=mapping.host.i_ino, s_dev=_dev(mapping), index=index,
+                           last_index=last_index - 1)
+    batch = _get_read_batch(m, mapping, index, last_index - 1)
+    if not batch:
+        readahead.page_cache_sync_ra(file, mapping, index, last_index - index)
+        batch = _get_read_batch(m, mapping, index, last_index - 1)
+    if not batch:
+        pfn = _read_one(m, mapping, index)
+        return [pfn] if pfn is not None else []
+    pfn = batch[-1]
+    if m.mem_map.flags[pfn] & _READAHEAD:
+        idx = m.mem_map.index[pfn]
+        readahead.page_cache_async_ra(file, mapping, pfn, idx, last_index - idx)
+    for i in range(len(batch)):
+        readahead.folio_wait_locked(m, mapping, index + i)
+    return batch
+
+
+def _get_read_batch(m: Any, mapping: AddressSpace, index: int, last: int) -> list[int]:
+    out = []
+    pages = mapping.i_pages
+    flags = m.mem_map.flags
+    while index <= last:
+        pfn = pages.get(index)
+        if pfn is None:
+            break
+        out.append(pfn)
+        if flags[pfn] & _READAHEAD:
+            break
+        index += 1
+    return out
+
+
+@kfunc(aliases=("generic_file_read_iter", "generic_file_buffered_read"))
+def filemap_read(file: Any, pos: int, count: int) -> bytes:
+    """Copy file bytes through the page cache (the kernel then copies them to user)."""
+    m = current_machine()
+    mapping = file.f_mapping
+    size = mapping.host.i_size
+    end = min(size, pos + count)
+    if pos >= end:
+        return b""
+    ra = readahead.file_ra(file)
+    out = bytearray()
+    copy_ns = m.vm.cost.page_copy
+    last_pos = ra.prev_pos
+    while pos < end:
+        batch = filemap_get_pages(file, pos, end - pos)
+        if not batch:
+            break
+        # a read touching the page the previous one ended in marks it accessed only once
+        if pos >> 12 != (last_pos - 1) >> 12:
+            m.vm.hooks.folio_mark_accessed(batch[0])
+        for pfn in batch:
+            if pos >= end:
+                break
+            off = pos & 4095
+            n = min(4096 - off, end - pos)
+            out += m.physmem.read((pfn << 12) + off, n)
+            m.clock.ns += copy_ns * n // 4096
+            pos += n
+        last_pos = pos
+    ra.prev_pos = last_pos
+    return bytes(out)
+
+
+def _get_page_for_write(m: Any, mapping: AddressSpace, index: int, off: int,
+                        n: int) -> int | None:
+    """write_begin: the cached page, or a new one -- read from the disk first when the write
+    covers only part of it and the file has data there."""
     pfn = mapping.i_pages.get(index)
     if pfn is not None:
+        readahead.folio_wait_locked(m, mapping, index)
         return pfn
-    if not for_write:
-        page_cache_ra_unbounded(mapping, index, RA_PAGES)
-        return mapping.i_pages.get(index)
+    host = mapping.host
+    if index * 4096 < host.i_size and n < 4096 and host.i_sb.s_bdev is not None:
+        return _read_one(m, mapping, index)
     pfn = page_alloc.alloc_pages(mapping.gfp_mask, 0)
     if pfn is None:
         return None
-    host = mapping.host
-    if index * 4096 < host.i_size:
+    if index * 4096 < host.i_size and n < 4096:
         _fill_from_disk(m, host, pfn, index)
-        if host.i_sb.s_bdev is not None:
-            _charge_io(m, host.i_sb.s_bdev.read_cost(1))
     else:
         m.physmem.clear_pages(pfn, 1)
         m.mem_map.flags[pfn] |= _UPTODATE
@@ -328,53 +443,31 @@ def _get_page_for_io(m: Any, mapping: AddressSpace, index: int, for_write: bool)
 
 
 @kfunc
-def filemap_read(file: Any, pos: int, count: int) -> bytes:
-    """Copy file bytes through the page cache (the kernel then copies them to user)."""
-    m = current_machine()
-    mapping = file.f_mapping
-    size = mapping.host.i_size
-    end = min(size, pos + count)
-    if pos >= end:
-        return b""
-    if _tp_get_pages.enabled:
-        _tp_get_pages.fire(i_ino=mapping.host.i_ino, s_dev=_dev(mapping), index=pos >> 12,
-                           last_index=(end - 1) >> 12)
-    out = bytearray()
-    while pos < end:
-        index, off = divmod(pos, 4096)
-        n = min(4096 - off, end - pos)
-        pfn = _get_page_for_io(m, mapping, index, False)
-        if pfn is None:
-            break
-        out += m.physmem.read((pfn << 12) + off, n)
-        m.vm.hooks.folio_mark_accessed(pfn)
-        pos += n
-    return bytes(out)
-
-
-@kfunc
 def generic_perform_write(file: Any, pos: int, data: bytes) -> int:
     """Copy bytes into page-cache pages and mark them dirty; returns bytes written."""
     m = current_machine()
     mapping = file.f_mapping
     host = mapping.host
+    copy_ns = m.vm.cost.page_copy
     i = 0
     while i < len(data):
         index, off = divmod(pos + i, 4096)
         n = min(4096 - off, len(data) - i)
-        pfn = _get_page_for_io(m, mapping, index, True)
+        pfn = _get_page_for_write(m, mapping, index, off, n)
         if pfn is None:
             break
         m.physmem.write((pfn << 12) + off, data[i:i + n])
+        m.clock.ns += copy_ns * n // 4096
         folio_mark_dirty(pfn)
-        m.vm.hooks.balance_dirty_pages_ratelimited(mapping)
+        m.vm.hooks.folio_mark_accessed(pfn)
         i += n
-    host.i_size = max(host.i_size, pos + i)
+        host.i_size = max(host.i_size, pos + i)
+        m.vm.hooks.balance_dirty_pages_ratelimited(mapping)
     host.mtime_ns = m.clock.ns
     return i
 
 
-@kfunc(aliases=("folio_clear_dirty_for_io",))
+@kfunc
 def folio_mkclean(folio: int) -> None:
     """Write-protect and clean every PTE mapping the page (before it is written back)."""
     from mmdbg.sim.arch.x86 import tlb
@@ -388,15 +481,8 @@ def folio_mkclean(folio: int) -> None:
         tlb.flush_tlb_page(vma, addr)
 
 
-@kfunc
-def filemap_write_and_wait_range(mapping: AddressSpace, lstart: int, lend: int) -> int:
-    """Write back the dirty pages in [lstart, lend] (msync(MS_SYNC), fsync)."""
-    m = current_machine()
-    host = mapping.host
-    if host.shmem:
-        return 0
-    flags = m.mem_map.flags
-    # dirty bits still in PTEs move to the page first (as the kernel's writeback sees them)
+def _pte_dirty_to_page(m: Any, mapping: AddressSpace, lstart: int, lend: int) -> None:
+    """Dirty bits still in PTEs move to the page first (as the kernel's writeback sees them)."""
     from mmdbg.sim.arch.x86.pgtable import _PAGE_DIRTY, pte_table_lookup
 
     for vma in list(mapping.i_mmap):
@@ -410,22 +496,48 @@ def filemap_write_and_wait_range(mapping: AddressSpace, lstart: int, lend: int) 
             if t is not None and t[a >> 12 & 511] & _PAGE_DIRTY and \
                     (t[a >> 12 & 511] >> 12) & 0xFFFFFFFFFF == pfn:
                 folio_mark_dirty(pfn)
-    dirty = sorted(idx for idx, pfn in mapping.i_pages.items()
-                   if flags[pfn] & _DIRTY and lstart >> 12 <= idx <= lend >> 12)
-    if not dirty:
+
+
+@kfunc(aliases=("__filemap_fdatawrite_range", "filemap_fdatawrite"))
+def filemap_fdatawrite_range(mapping: AddressSpace, lstart: int, lend: int,
+                             sync_mode: int = page_writeback.WB_SYNC_ALL) -> Any:
+    """Start writeback of the dirty pages in [lstart, lend]; returns the submitted batch."""
+    m = current_machine()
+    if mapping.host.shmem:
+        return page_writeback.WbBatch()
+    _pte_dirty_to_page(m, mapping, lstart, lend)
+    wbc = page_writeback.WritebackControl(sync_mode=sync_mode, range_start=lstart,
+                                          range_end=lend)
+    return page_writeback.write_cache_pages(mapping, wbc)
+
+
+@kfunc(aliases=("__filemap_fdatawait_range",))
+def filemap_fdatawait_range(mapping: AddressSpace, lstart: int, lend: int) -> int:
+    """Wait for every page of the range under writeback (ours or the flusher's)."""
+    m = current_machine()
+    lo, hi = lstart >> 12, lend >> 12
+    waiting = sorted((i, d) for i, d in mapping.wb_pending.items() if lo <= i <= hi)
+    if not waiting:
         return 0
-    for idx in dirty:
-        pfn = mapping.i_pages[idx]
-        folio_mkclean(pfn)
-        host.disk_write(idx, m.physmem.page_bytes(pfn))
-        flags[pfn] &= ~_DIRTY
-        st = _nodestat(m, pfn)
-        st[NR_FILE_DIRTY] -= 1
-        st[NR_WRITTEN] += 1
-    m.vm_events[PGPGOUT] += 8 * len(dirty)
-    if host.i_sb.s_bdev is not None:
-        _charge_io(m, host.i_sb.s_bdev.write_cost(len(dirty)))
-    return 0
+    readahead.io_wait_until(m, max(d for _, d in waiting))
+    flags = m.mem_map.flags
+    for idx, _ in waiting:
+        pfn = mapping.i_pages.get(idx)
+        if pfn is not None and flags[pfn] & _WRITEBACK:
+            page_writeback.folio_end_writeback(pfn)
+        mapping.wb_pending.pop(idx, None)
+    return len(waiting)
+
+
+@kfunc(aliases=("file_write_and_wait_range",))
+def filemap_write_and_wait_range(mapping: AddressSpace, lstart: int, lend: int) -> int:
+    """Write back the dirty pages in [lstart, lend] and wait (fsync, msync(MS_SYNC)); returns
+    the pages written."""
+    if mapping.host.shmem:
+        return 0
+    batch = filemap_fdatawrite_range(mapping, lstart, lend)
+    filemap_fdatawait_range(mapping, lstart, lend)
+    return len(batch)
 
 
 @kfunc(aliases=("truncate_inode_pages_range",))

@@ -23,6 +23,7 @@ import sys
 from typing import Any
 
 from mmdbg.sim import trace as _trace
+from mmdbg.sim.kernel import hw_breakpoint as _hbp
 from mmdbg.sim.mm.mm_types import PAGE_OFFSET, PAGE_SHIFT
 from mmdbg.sim.trace import kfunc
 
@@ -115,6 +116,8 @@ def kmem_read(addr: int, size: int) -> bytes:
     pm = m.physmem
     for phys, _i, n in _pages(m, addr, size, False):
         out += pm.read(phys, n)
+    if _hbp.ACTIVE:
+        _hbp.hw_breakpoint_check(m, addr, size, False)
     return bytes(out)
 
 
@@ -126,6 +129,8 @@ def kmem_write(addr: int, data: bytes) -> None:
     pm = m.physmem
     for phys, i, n in _pages(m, addr, len(data), True):
         pm.write(phys, data[i:i + n])
+    if _hbp.ACTIVE:
+        _hbp.hw_breakpoint_check(m, addr, len(data), True)
 
 
 def read8(addr: int) -> int:

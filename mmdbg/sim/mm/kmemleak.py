@@ -18,8 +18,10 @@ tell it about every object (``kmemleak_alloc``/``kmemleak_free``/``kmemleak_vmal
    reading ``/sys/kernel/debug/kmemleak`` as long as it stays unreferenced.
 
 The file accepts ``scan``, ``clear``, ``dump=ADDR``, ``scan=on|off|SECS``, ``stack=on|off``,
-``off``.  The scan thread (``kmemleak``, first scan 60 s after boot, then every 600 s of
-simulated time) runs from :func:`kmemleak_poll`, which the simulation's clock users call.
+``off``.  The scan thread (the ``kmemleak`` kthread, started by ``kmemleak_late_init``: first
+scan 60 s after boot, then every 600 s of simulated time) sleeps on the scheduler's timers;
+:func:`kmemleak_poll` scans when the deadline has passed for code that moves the clock
+outside the scheduler.
 
 The simulator keeps some kernel references in Python rather than in simulated memory (the
 kernel's global variables are not modelled).  Objects allocated by the simulated kernel itself
@@ -114,6 +116,7 @@ class Kmemleak:
         self.extra_roots: list[tuple[int, int]] = []  # (addr, size) scanned as roots
         self.min_addr = 0
         self.max_addr = 0
+        self.thread: Any = None  # the kmemleak scan kthread (kmemleak_late_init)
 
     # -- the allocator hooks ------------------------------------------------------------
     def kmemleak_alloc(self, ptr: int, size: int, min_count: int, gfp: int) -> None:
@@ -292,12 +295,41 @@ def _scan_gray_list(k: Kmemleak, gray: list[KmemleakObject]) -> None:
 
 
 def kmemleak_poll(m: Any) -> None:
-    """The scan thread: scan when its simulated-time deadline has passed."""
+    """A scan when the scan thread's simulated-time deadline has passed (the thread below
+    calls it when it wakes; code that advances the clock outside the scheduler, as a
+    module's ``msleep`` in its init function, calls it too)."""
     k = m.kmemleak
-    if k is None or not k.scan_thread or m.clock.ns < k.next_scan_ns:
+    if k is None or not k.scan_thread or not k.enabled or m.clock.ns < k.next_scan_ns:
         return
     kmemleak_scan(m)
     k.next_scan_ns = m.clock.ns + k.jiffies_scan_wait * (1_000_000_000 // HZ)
+
+
+@kfunc
+def kmemleak_scan_thread(m: Any) -> Any:
+    """The ``kmemleak`` kernel thread: first scan ``SECS_FIRST_SCAN`` after boot, then one
+    every ``jiffies_scan_wait`` (``scan=SECS`` changes it), on the scheduler's timers."""
+    from mmdbg.sim.kernel.sched_core import Sleep
+
+    k = m.kmemleak
+    while k is not None and k.enabled:
+        now = m.clock.ns
+        if now >= k.next_scan_ns:
+            kmemleak_poll(m)
+            if k.next_scan_ns <= now:  # scan=off: check again after one period
+                k.next_scan_ns = now + k.jiffies_scan_wait * (1_000_000_000 // HZ)
+        yield Sleep(max(k.next_scan_ns - m.clock.ns, 1_000_000))
+    return 0
+
+
+def kmemleak_late_init(m: Any) -> None:
+    """late_initcall: start the scan thread (the scheduler exists by now)."""
+    k = getattr(m, "kmemleak", None)
+    if k is None or getattr(k, "thread", None) is not None:
+        return
+    from mmdbg.sim.kernel.fork import kthread_run
+
+    k.thread = kthread_run(kmemleak_scan_thread, "kmemleak")
 
 
 # ---------------------------------------------------------------------------------------
@@ -377,7 +409,13 @@ def write_kmemleak(m: Any, text: str) -> None:
             raise KernelError(22) from None
         k.scan_thread = secs > 0
         if secs:
+            # stop_scan_thread + start_scan_thread: past its first run the thread scans at
+            # once, then every SECS
             k.jiffies_scan_wait = secs * HZ
+            k.next_scan_ns = m.clock.ns
+            t = k.thread
+            if t is not None and not t.exit_state:
+                m.vm.sched.wake_up_process(t)
     elif cmd == "stack=on":
         k.stack_scan = True
     elif cmd == "stack=off":

@@ -283,13 +283,17 @@ def memcg_memory_event(memcg: MemCgroup, event: str) -> None:
 @kfunc(aliases=("try_charge",))
 def try_charge_memcg(memcg: MemCgroup, gfp_mask: int, nr_pages: int) -> int:
     """Charge ``nr_pages`` to ``memcg``: reclaim, then OOM, over memory.max. 0 or -ENOMEM."""
+    if memcg.parent is None:  # the root: no limit (page_counter_charge, inlined)
+        c = memcg.memory
+        usage = c.usage + nr_pages
+        c.usage = usage
+        if usage > c.watermark:
+            c.watermark = usage
+        return 0
     from mmdbg.sim.kernel.signal import fatal_signal_pending
     from mmdbg.sim.mm import vmscan
 
     m = current_machine()
-    if memcg.is_root():
-        page_counter_charge([memcg.memory], nr_pages)
-        return 0
     nr_retries = MAX_RECLAIM_RETRIES
     passed_oom = False
     chain = [c.memory for c in memcg.ancestors()]
@@ -388,12 +392,15 @@ def mem_cgroup_handle_over_high(gfp_mask: int) -> int:
 def mem_cgroup_charge(folio: int, mm: Any, gfp: int) -> int:
     """Charge a new user page to the cgroup of ``mm`` (current's for page cache)."""
     m = current_machine()
-    memcg = get_mem_cgroup_from_mm(m, mm)
+    memcg = m.memcg.root
+    if memcg.children:  # with only the root cgroup every task is in it
+        memcg = get_mem_cgroup_from_mm(m, mm)
     ret = try_charge_memcg(memcg, gfp, 1)
     if ret:
         return ret
     m.mem_map.memcg_data[folio] = memcg  # commit_charge
-    memcg.count_event("pgpgin", 1)
+    vmev = memcg.vmev  # count_event("pgpgin", 1)
+    vmev["pgpgin"] = vmev.get("pgpgin", 0) + 1
     return 0
 
 
@@ -408,8 +415,12 @@ def mem_cgroup_uncharge(folio: int) -> None:
     memcg = m.mem_map.memcg_data.pop(folio, None)
     if memcg is None:
         return
-    page_counter_uncharge([c.memory for c in memcg.ancestors()], 1)
-    memcg.count_event("pgpgout", 1)
+    c = memcg  # page_counter_uncharge up the hierarchy
+    while c is not None:
+        c.memory.usage -= 1
+        c = c.parent
+    vmev = memcg.vmev  # count_event("pgpgout", 1)
+    vmev["pgpgout"] = vmev.get("pgpgout", 0) + 1
 
 
 def mem_cgroup_swapin_charge_folio(folio: int, mm: Any, gfp: int, entry: tuple[int, int]) -> int:
@@ -439,7 +450,10 @@ def mem_cgroup_try_charge_swap(folio: int, entry: tuple[int, int]) -> int:
             over.swap_events["fail"] += 1
             return -12
     else:
-        page_counter_charge([memcg.swap], 1)
+        c = memcg.swap  # page_counter_charge, inlined
+        c.usage += 1
+        if c.usage > c.watermark:
+            c.watermark = c.usage
     m.memcg.swap_cgroup[entry] = memcg
     return 0
 
@@ -448,9 +462,9 @@ def mem_cgroup_try_charge_swap(folio: int, entry: tuple[int, int]) -> int:
 def mem_cgroup_uncharge_swap(entry: tuple[int, int]) -> None:
     m = current_machine()
     memcg = m.memcg.swap_cgroup.pop(entry, None)
-    if memcg is None:
-        return
-    page_counter_uncharge([c.swap for c in memcg.ancestors()], 1)
+    while memcg is not None:  # page_counter_uncharge up the hierarchy
+        memcg.swap.usage -= 1
+        memcg = memcg.parent
 
 
 def mem_cgroup_get_nr_swap_pages(m: Any, memcg: MemCgroup) -> int:
@@ -465,6 +479,8 @@ def mem_cgroup_swap_full(m: Any, memcg: MemCgroup) -> bool:
     total = int(getattr(m, "total_swap_pages", 0))
     if int(getattr(m, "nr_swap_pages", 0)) * 2 < total:
         return True
+    if memcg.parent is None:  # only the root: no swap.max to check
+        return False
     for c in memcg.ancestors():
         if not c.is_root() and c.swap.max < PAGE_COUNTER_MAX and c.swap.usage * 2 >= c.swap.max:
             return True

@@ -776,6 +776,8 @@ def __gfp_pfmemalloc_flags(m: Any, gfp_mask: int) -> int:
     if gfp_mask & __GFP_MEMALLOC:
         return ALLOC_NO_WATERMARKS
     task = m.current
+    if task is not None and task.flags & 0x00000800:  # PF_MEMALLOC: reclaim's own allocations
+        return ALLOC_NO_WATERMARKS
     if task is not None and getattr(task, "oom_victim", False):
         return ALLOC_OOM
     return 0

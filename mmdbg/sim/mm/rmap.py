@@ -214,27 +214,33 @@ def vma_address(vma: Any, pgoff: int) -> int | None:
 @kfunc(aliases=("rmap_walk_anon", "rmap_walk_file"))
 def rmap_walk(folio: int) -> list[tuple[Any, int]]:
     """Every (vma, address) whose PTE maps ``folio`` (page_vma_mapped_walk per candidate)."""
-    from mmdbg.sim.arch.x86.pgtable import pte_table_lookup
-
-    m = current_machine()
-    mapping = m.mem_map.mapping.get(folio)
+    mem_map = _trace._current.mem_map
+    mapping = mem_map.mapping.get(folio)
     if mapping is None:
         return []
-    pgoff = m.mem_map.index.get(folio, 0)
+    pgoff = mem_map.index.get(folio, 0)
     if isinstance(mapping, AnonVma):
-        candidates = list(mapping.vmas)
+        candidates = mapping.vmas
     else:
-        candidates = list(getattr(mapping, "i_mmap", []))
+        candidates = getattr(mapping, "i_mmap", ())
     out = []
-    seen = set()
+    seen = set() if len(candidates) > 1 else None
     for vma in candidates:
-        if id(vma) in seen:
+        if seen is not None:
+            if id(vma) in seen:
+                continue
+            seen.add(id(vma))
+        start = vma.vm_start  # vma_address, inlined
+        a = start + ((pgoff - vma.vm_pgoff) << 12)
+        if not start <= a < vma.vm_end:
             continue
-        seen.add(id(vma))
-        a = vma_address(vma, pgoff)
-        if a is None:
-            continue
-        t = pte_table_lookup(vma.vm_mm, a)
+        # pte_table_lookup, inlined
+        mm = vma.vm_mm
+        t = mm.pgd
+        for s in mm.paging.shifts[:-1]:
+            t = t[a >> s & 511]
+            if t is None:
+                break
         if t is None:
             continue
         pte = t[a >> 12 & 511]

@@ -197,3 +197,56 @@ def slabtop(m: Any, sort: str = "o", limit: int = 0) -> list[str]:
         out.append(f"{r['objs']:6d} {r['active']:6d} {use:3d}% {r['objsize'] / 1024:7.2f}K "
                    f"{r['slabs']:6d} {r['objper']:8d} {r['cache_size']:9d}K {r['name']}")
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# kmem ADDR in the vmalloc and module areas
+
+
+def identify_vmalloc(m: Any, addr: int) -> list[str]:
+    """``kmem ADDR`` for a vmalloc/module-area address: crash's VMAP_AREA table (the area,
+    its size and the /proc/vmallocinfo caller and flags), then the page behind the address
+    or the guard page.  Empty when no vmap area holds it."""
+    from mmdbg.sim.lib import stackdepot
+    from mmdbg.sim.mm import vmalloc
+
+    if getattr(m, "vmalloc", None) is None:
+        return []
+    info = vmalloc.vmalloc_area_of(m, addr)
+    if info is None:
+        return []
+    va, vm = info["area"], info["vm"]
+    out = ["   VMAP_AREA START    VMAP_AREA END          SIZE  CALLER / FLAGS"]
+    size = va.va_end - va.va_start
+    what = info["state"]
+    if vm is not None:
+        desc = stackdepot.lookup_symbol(vm.caller) if vm.caller else "-"
+        flags = [n for f, n in ((vmalloc.VM_ALLOC, "vmalloc"), (vmalloc.VM_MAP, "vmap"),
+                                (vmalloc.VM_IOREMAP, "ioremap")) if vm.flags & f]
+        if vm.nr_pages:
+            flags.insert(0, f"pages={vm.nr_pages}")
+        desc += (" " + " ".join(flags)) if flags else ""
+    else:
+        desc = "vm_map_ram" if what == "mapped" else "unpurged vm_area"
+    out.append(f"{va.va_start:016x} {va.va_end:016x} {size:9d}  {desc}")
+    off = addr - va.va_start
+    if what == "guard page":
+        out.append(f"  +0x{off:x}: guard page (not mapped)")
+    elif what == "mapped" and info.get("pfn") is not None:
+        pfn = info["pfn"]
+        out.append(f"  +0x{off:x}: pfn {pfn} (0x{pfn:x}), physical "
+                   f"0x{(pfn << 12) | (addr & 0xFFF):x}")
+    else:
+        out.append(f"  +0x{off:x}: {what}")
+    mods = getattr(m, "modules", {})
+    for mod in mods.values():
+        if mod.core <= addr < mod.core + mod.core_size:
+            out.append(f"  module {mod.name} memory (text and data)")
+            for gname, (ga, gsize, _rz) in mod.globals.items():
+                if ga <= addr < ga + gsize:
+                    out.append(f"  {gname}+0x{addr - ga:x}/0x{gsize:x} [{mod.name}]")
+    for t in list(m.tasks.values()):
+        st = getattr(t, "stack", 0)
+        if st and va.va_start == st:
+            out.append(f"  kernel stack of {t.pid} ({t.comm})")
+    return out

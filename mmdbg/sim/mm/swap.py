@@ -26,6 +26,7 @@ from typing import Any
 from mmdbg.sim.mm import page_flags as pf
 from mmdbg.sim.mm import vmstat
 from mmdbg.sim.mm.mm_types import PAGEBLOCK_ORDER
+from mmdbg.sim.mm.vma import VM_LOCKED, VM_SPECIAL
 from mmdbg.sim.trace import current_machine, kfunc
 
 LRU_INACTIVE_ANON = 0
@@ -96,11 +97,27 @@ def folio_lru_list(flags: int) -> int:
     return lru
 
 
-def folio_kind(m: Any, pfn: int) -> int:
+# filemap / memcontrol import this module: bound on first use (_late_imports)
+_AddressSpace: Any = None
+_memcontrol: Any = None
+
+
+def _late_imports() -> None:
+    global _AddressSpace, _memcontrol
+    from mmdbg.sim.mm import memcontrol
     from mmdbg.sim.mm.filemap import AddressSpace
 
+    _AddressSpace = AddressSpace
+    _memcontrol = memcontrol
+
+
+def folio_kind(m: Any, pfn: int) -> int:
     mp = m.mem_map.mapping.get(pfn)
-    if isinstance(mp, AddressSpace):
+    if mp is None:
+        return KIND_ANON
+    if _AddressSpace is None:
+        _late_imports()
+    if isinstance(mp, _AddressSpace):
         return KIND_SHMEM if mp.host.shmem else KIND_FILE
     return KIND_ANON
 
@@ -123,16 +140,34 @@ def update_lru_size(m: Any, lruvec: Lruvec, pfn: int, lru: int, kind: int, n: in
 
 
 def lruvec_add_folio(m: Any, lruvec: Lruvec, pfn: int, tail: bool = False) -> None:
-    flags = m.mem_map.flags
-    lru = folio_lru_list(flags[pfn])
-    kind = folio_kind(m, pfn)
+    # folio_lru_list, folio_kind and update_lru_size inlined (the fault and reclaim hot path)
+    mem_map = m.mem_map
+    flags = mem_map.flags
+    f = flags[pfn]
+    if f & _UNEVICTABLE:
+        lru = LRU_UNEVICTABLE
+    elif f & _SWAPBACKED:
+        lru = LRU_ACTIVE_ANON if f & _ACTIVE else LRU_INACTIVE_ANON
+    else:
+        lru = LRU_ACTIVE_FILE if f & _ACTIVE else LRU_INACTIVE_FILE
+    mp = mem_map.mapping.get(pfn)
+    kind = KIND_ANON
+    if mp is not None:
+        if _AddressSpace is None:
+            _late_imports()
+        if isinstance(mp, _AddressSpace):
+            kind = KIND_SHMEM if mp.host.shmem else KIND_FILE
     lst = lruvec.lists[lru]
     lst[pfn] = None
     if tail:
         lst.move_to_end(pfn, last=False)
-    flags[pfn] |= _LRU
+    flags[pfn] = f | _LRU
     m.lru_where[pfn] = (lruvec, lru, kind)
-    update_lru_size(m, lruvec, pfn, lru, kind, 1)
+    lruvec.pgdat.vm_stat[_NR_LRU_BASE + lru] += 1
+    m.zones[m.zone_of_block[pfn >> PAGEBLOCK_ORDER]].vm_stat[_NR_ZONE_LRU_BASE + lru] += 1
+    memcg = lruvec.memcg
+    memcg.lru_pages[lru] += 1
+    memcg.kind_pages[kind] += 1
 
 
 def lruvec_del_folio(m: Any, pfn: int) -> tuple[Lruvec, int, int] | None:
@@ -142,7 +177,12 @@ def lruvec_del_folio(m: Any, pfn: int) -> tuple[Lruvec, int, int] | None:
     lruvec, lru, kind = w
     del lruvec.lists[lru][pfn]
     m.mem_map.flags[pfn] &= ~_LRU
-    update_lru_size(m, lruvec, pfn, lru, kind, -1)
+    # update_lru_size(m, lruvec, pfn, lru, kind, -1), inlined
+    lruvec.pgdat.vm_stat[_NR_LRU_BASE + lru] -= 1
+    m.zones[m.zone_of_block[pfn >> PAGEBLOCK_ORDER]].vm_stat[_NR_ZONE_LRU_BASE + lru] -= 1
+    memcg = lruvec.memcg
+    memcg.lru_pages[lru] -= 1
+    memcg.kind_pages[kind] -= 1
     return w
 
 
@@ -156,23 +196,27 @@ def folio_add_lru(folio: int) -> None:
     """Put a new page on its LRU list (inactive, or active if it was recently evicted and
     refaulted with PG_workingset/PG_active set by workingset_refault)."""
     m = current_machine()
-    flags = m.mem_map.flags
     if folio in m.lru_where:
         return
-    if not folio_evictable(m, folio):
-        flags[folio] = (flags[folio] & ~_ACTIVE) | _UNEVICTABLE
+    mem_map = m.mem_map
+    flags = mem_map.flags
+    f = flags[folio]
+    if f & _MLOCKED:  # not folio_evictable
+        flags[folio] = (f & ~_ACTIVE) | _UNEVICTABLE
     else:
-        flags[folio] &= ~_UNEVICTABLE
-    lruvec_add_folio(m, folio_lruvec(m, folio), folio)
+        flags[folio] = f & ~_UNEVICTABLE
+    memcg = mem_map.memcg_data.get(folio)  # folio_lruvec, inlined
+    if memcg is None:
+        memcg = m.memcg.root
+    lruvec_add_folio(m, memcg.lruvecs[m.zones[m.zone_of_block[folio >> PAGEBLOCK_ORDER]].node],
+                     folio)
 
 
 @kfunc(aliases=("lru_cache_add_inactive_or_unevictable",))
 def folio_add_lru_vma(folio: int, vma: Any) -> None:
     """A page mapped into ``vma`` for the first time: mlocked VMAs keep it unevictable."""
-    from mmdbg.sim.mm.vma import VM_LOCKED, VM_SPECIAL
-
-    m = current_machine()
     if vma is not None and vma.vm_flags & (VM_LOCKED | VM_SPECIAL) == VM_LOCKED:
+        m = current_machine()
         m.mem_map.flags[folio] = (m.mem_map.flags[folio] & ~_ACTIVE) | _UNEVICTABLE
         lruvec_add_folio(m, folio_lruvec(m, folio), folio)
         return
@@ -184,11 +228,12 @@ def folio_release(folio: int) -> None:
     m = current_machine()
     if folio in m.lru_where:
         lruvec_del_folio(m, folio)
-    m.mem_map.flags[folio] &= ~(_ACTIVE | _UNEVICTABLE | _REFERENCED | _WORKINGSET | _RECLAIM)
-    if folio in m.mem_map.memcg_data:
-        from mmdbg.sim.mm.memcontrol import mem_cgroup_uncharge
-
-        mem_cgroup_uncharge(folio)
+    mem_map = m.mem_map
+    mem_map.flags[folio] &= ~(_ACTIVE | _UNEVICTABLE | _REFERENCED | _WORKINGSET | _RECLAIM)
+    if folio in mem_map.memcg_data:
+        if _memcontrol is None:
+            _late_imports()
+        _memcontrol.mem_cgroup_uncharge(folio)
 
 
 # -- moving between lists ---------------------------------------------------------------------
@@ -266,11 +311,18 @@ def folio_rotate_reclaimable(folio: int) -> None:
 
 def folio_putback_lru(m: Any, folio: int) -> None:
     """Re-add an isolated page to the list its flags name (move_folios_to_lru)."""
-    if not folio_evictable(m, folio):
-        m.mem_map.flags[folio] = (m.mem_map.flags[folio] & ~_ACTIVE) | _UNEVICTABLE
+    mem_map = m.mem_map
+    flags = mem_map.flags
+    f = flags[folio]
+    if f & _MLOCKED:  # not folio_evictable
+        flags[folio] = (f & ~_ACTIVE) | _UNEVICTABLE
     else:
-        m.mem_map.flags[folio] &= ~_UNEVICTABLE
-    lruvec_add_folio(m, folio_lruvec(m, folio), folio)
+        flags[folio] = f & ~_UNEVICTABLE
+    memcg = mem_map.memcg_data.get(folio)  # folio_lruvec, inlined
+    if memcg is None:
+        memcg = m.memcg.root
+    lruvec_add_folio(m, memcg.lruvecs[m.zones[m.zone_of_block[folio >> PAGEBLOCK_ORDER]].node],
+                     folio)
 
 
 @kfunc

@@ -31,11 +31,15 @@ from mmdbg.sim.arch.x86.pgtable import (
     _PAGE_SOFT_DIRTY,
     _PAGE_SWP_EXCLUSIVE,
     _PAGE_SWP_SOFT_DIRTY,
+    pte_swp_offset,
+    pte_swp_type,
 )
 from mmdbg.sim.include.gfp import GFP_HIGHUSER_MOVABLE
 from mmdbg.sim.include.mm import FAULT_FLAG_WRITE, VM_FAULT_MAJOR, VM_FAULT_OOM, VM_FAULT_SIGBUS
+from mmdbg.sim.mm import memcontrol, memory, page_alloc, page_io, swapfile, vmstat, workingset
 from mmdbg.sim.mm import page_flags as pf
-from mmdbg.sim.mm import vmstat
+from mmdbg.sim.mm import swap as lru_mod
+from mmdbg.sim.mm.rmap import AnonVma, folio_add_anon_rmap_pte, folio_add_new_anon_rmap
 from mmdbg.sim.mm.swapfile import (
     SWAP_HAS_CACHE,
     SWP_SYNCHRONOUS_IO,
@@ -45,6 +49,7 @@ from mmdbg.sim.mm.swapfile import (
     swp_entry,
     swp_offset,
 )
+from mmdbg.sim.mm.vma import MM_ANONPAGES, MM_SWAPENTS, VM_LOCKED, VM_WRITE
 from mmdbg.sim.trace import current_machine, kfunc
 
 _NR_SWAPCACHED = vmstat.NS["nr_swapcached"]
@@ -126,12 +131,6 @@ def swap_cache_get_folio(entry: int) -> int | None:
 def __read_swap_cache_async(entry: int, gfp_mask: int, mm: Any) -> tuple[int | None, bool]:
     """The page for ``entry`` in the swap cache, reading it in if needed: (pfn, allocated).
     A new page carries one extra reference for the caller."""
-    from mmdbg.sim.mm import page_alloc
-    from mmdbg.sim.mm.memcontrol import mem_cgroup_swapin_charge_folio
-    from mmdbg.sim.mm.page_io import swap_read_folio
-    from mmdbg.sim.mm.swap import folio_add_lru
-    from mmdbg.sim.mm.workingset import workingset_refault
-
     m = current_machine()
     pfn = m.swap.cache.get(entry)
     if pfn is not None:
@@ -143,22 +142,20 @@ def __read_swap_cache_async(entry: int, gfp_mask: int, mm: Any) -> tuple[int | N
     pfn = page_alloc.alloc_pages(gfp_mask, 0)
     if pfn is None:
         return None, False
-    if mem_cgroup_swapin_charge_folio(pfn, mm, gfp_mask, entry):
+    if memcontrol.mem_cgroup_swapin_charge_folio(pfn, mm, gfp_mask, entry):
         page_alloc.__free_pages(pfn, 0)
         return None, False
     if m.swap.cache.get(entry) is not None:  # reclaim inside the allocation raced us
-        from mmdbg.sim.mm.memcontrol import mem_cgroup_uncharge
-
-        mem_cgroup_uncharge(pfn)
+        memcontrol.mem_cgroup_uncharge(pfn)
         page_alloc.__free_pages(pfn, 0)
         return m.swap.cache[entry], False
     si.swap_map[off] |= SWAP_HAS_CACHE  # swapcache_prepare
     add_to_swap_cache(pfn, entry)
     shadow = si.shadows.pop(off, None)
     if shadow is not None:
-        workingset_refault(pfn, shadow)
-    folio_add_lru(pfn)
-    swap_read_folio(pfn, entry)
+        workingset.workingset_refault(pfn, shadow)
+    lru_mod.folio_add_lru(pfn)
+    page_io.swap_read_folio(pfn, entry)
     m.mem_map.flags[pfn] |= _UPTODATE
     return pfn, True
 
@@ -202,14 +199,10 @@ def swapin_readahead(entry: int, gfp_mask: int, vmf: Any) -> int | None:
 
 
 def should_try_to_free_swap(m: Any, folio: int, vma: Any, fault_flags: int) -> bool:
-    from mmdbg.sim.mm.memcontrol import mem_cgroup_swap_full
-    from mmdbg.sim.mm.swap import folio_memcg
-    from mmdbg.sim.mm.vma import VM_LOCKED
-
     fl = m.mem_map.flags
     if not fl[folio] & _SWAPCACHE:
         return False
-    if mem_cgroup_swap_full(m, folio_memcg(m, folio)) or vma.vm_flags & VM_LOCKED or \
+    if memcontrol.mem_cgroup_swap_full(m, lru_mod.folio_memcg(m, folio)) or vma.vm_flags & VM_LOCKED or \
             fl[folio] & _MLOCKED:
         return True
     return bool(fault_flags & FAULT_FLAG_WRITE) and m.mem_map._refcount[folio] == 2
@@ -219,12 +212,6 @@ def should_try_to_free_swap(m: Any, folio: int, vma: Any, fault_flags: int) -> b
 def do_swap_page(vmf: Any) -> int:
     """A fault on a swap PTE: get the page back (swap cache or read), map it, drop the slot
     reference (the vm.hooks.do_swap_page entry)."""
-    from mmdbg.sim.arch.x86.pgtable import pte_swp_offset, pte_swp_type
-    from mmdbg.sim.mm import memory
-    from mmdbg.sim.mm.rmap import AnonVma, folio_add_anon_rmap_pte, folio_add_new_anon_rmap
-    from mmdbg.sim.mm.swapfile import folio_free_swap, swap_free
-    from mmdbg.sim.mm.vma import MM_ANONPAGES, MM_SWAPENTS, VM_WRITE
-
     m = current_machine()
     vma = vmf.vma
     orig = vmf.orig_pte
@@ -249,18 +236,16 @@ def do_swap_page(vmf: Any) -> int:
             return VM_FAULT_OOM
         ret = VM_FAULT_MAJOR
         m.vm_events[vmstat.PGMAJFAULT] += 1
-        from mmdbg.sim.mm.swap import folio_memcg
-
-        folio_memcg(m, folio).count_event("pgmajfault", 1)
+        lru_mod.folio_memcg(m, folio).count_event("pgmajfault", 1)
     if vmf.pte[vmf.pte_idx] != orig:  # the PTE changed while we slept
         from mmdbg.sim.mm.filemap import folio_put
 
         folio_put(m, folio)
         return ret
     exclusive = bool(orig & _PAGE_SWP_EXCLUSIVE)
-    swap_free(entry)
+    swapfile.swap_free(entry)
     if should_try_to_free_swap(m, folio, vma, vmf.flags):
-        folio_free_swap(folio)
+        swapfile.folio_free_swap(folio)
     mm = vma.vm_mm
     memory.add_mm_counter(mm, MM_ANONPAGES, 1)
     memory.add_mm_counter(mm, MM_SWAPENTS, -1)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import errno
 from typing import Any
 
+from mmdbg.sim.mm import memcontrol
 from mmdbg.sim.mm import page_flags as pf
 from mmdbg.sim.trace import current_machine, kfunc
 
@@ -254,8 +255,6 @@ def _take_slot(si: SwapInfo, cpu: int) -> int | None:
 @kfunc(aliases=("get_swap_pages", "folio_alloc_swap", "swap_alloc_fast"))
 def get_swap_page_of_type(folio: int) -> int | None:
     """Allocate a slot on the highest-priority device with room; charges memcg swap."""
-    from mmdbg.sim.mm.memcontrol import mem_cgroup_try_charge_swap
-
     m = current_machine()
     devs = sorted((si for si in m.swap.swap_info if si is not None and si.flags & SWP_WRITEOK),
                   key=lambda s: (-s.prio, s.type))
@@ -266,7 +265,7 @@ def get_swap_page_of_type(folio: int) -> int | None:
         if off is None:
             continue
         entry = swp_entry(si.type, off)
-        if mem_cgroup_try_charge_swap(folio, entry):
+        if memcontrol.mem_cgroup_try_charge_swap(folio, entry):
             return None
         si.swap_map[off] = SWAP_HAS_CACHE
         si.inuse_pages += 1
@@ -279,8 +278,6 @@ def get_swap_page_of_type(folio: int) -> int | None:
 
 def swap_range_free(m: Any, si: SwapInfo, off: int) -> None:
     """The last reference to a slot is gone: free it (and its stored contents)."""
-    from mmdbg.sim.mm.memcontrol import mem_cgroup_uncharge_swap
-
     entry = swp_entry(si.type, off)
     si.swap_map[off] = 0
     si.count_ext.pop(off, None)
@@ -298,7 +295,7 @@ def swap_range_free(m: Any, si: SwapInfo, off: int) -> None:
         si.free_clusters.append(c)
     if si.flags & SWP_WRITEOK:
         m.nr_swap_pages += 1
-    mem_cgroup_uncharge_swap(entry)
+    memcontrol.mem_cgroup_uncharge_swap(entry)
 
 
 def swap_duplicate_entry(m: Any, entry: int) -> None:

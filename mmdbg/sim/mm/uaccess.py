@@ -13,6 +13,7 @@ import errno
 from typing import Any
 
 from mmdbg.sim.arch.x86.tlb import UserAccessFault, _translate_slow, mmu_translate
+from mmdbg.sim.kernel import hw_breakpoint as _hbp
 from mmdbg.sim.trace import current_machine, kfunc
 
 
@@ -32,6 +33,8 @@ def copy_to_user(to: int, data: bytes) -> int:
             i += k
     except UserAccessFault:
         return n - i
+    if _hbp.ACTIVE:
+        _hbp.hw_breakpoint_check(m, to, n, True)
     return 0
 
 
@@ -51,6 +54,8 @@ def copy_from_user(frm: int, n: int) -> bytes | int:
             i += k
     except UserAccessFault:
         return -errno.EFAULT
+    if _hbp.ACTIVE:
+        _hbp.hw_breakpoint_check(m, frm, n, False)
     return bytes(out)
 
 
@@ -65,6 +70,8 @@ def user_write(m: Any, addr: int, data: bytes) -> None:
         pa = mmu_translate(m, a, True, True)
         pm.write(pa, data[i:i + k])
         i += k
+    if _hbp.ACTIVE:
+        _hbp.hw_breakpoint_check(m, addr, n, True)
 
 
 def user_read(m: Any, addr: int, n: int) -> bytes:
@@ -77,6 +84,8 @@ def user_read(m: Any, addr: int, n: int) -> bytes:
         pa = mmu_translate(m, a, False, True)
         out += pm.read(pa, k)
         i += k
+    if _hbp.ACTIVE:
+        _hbp.hw_breakpoint_check(m, addr, n, False)
     return bytes(out)
 
 
@@ -109,6 +118,8 @@ def touch_range(m: Any, start: int, end: int, write: bool, value: int = 0x5A) ->
         clock.ns += touch
         n += 1
         a += 4096
+    if _hbp.ACTIVE:
+        _hbp.hw_breakpoint_check_pages(m, start, end, write)
     return n
 
 

@@ -33,20 +33,44 @@ from __future__ import annotations
 from math import isqrt
 from typing import Any
 
+from mmdbg.sim.arch.x86 import tlb
+from mmdbg.sim.arch.x86.pgtable import (
+    _PAGE_ACCESSED,
+    _PAGE_DIRTY,
+    _PAGE_SOFT_DIRTY,
+    _PAGE_SWP_EXCLUSIVE,
+    _PAGE_SWP_SOFT_DIRTY,
+    pte_table_lookup,
+    swp_entry_to_pte,
+)
 from mmdbg.sim.include.gfp import __GFP_DIRECT_RECLAIM, __GFP_IO, GFP_KERNEL
+from mmdbg.sim.kernel.sched import PF_MEMALLOC
+from mmdbg.sim.mm import (
+    filemap,
+    memcontrol,
+    memory,
+    page_alloc,
+    page_io,
+    page_writeback,
+    swap_state,
+    swapfile,
+    vmstat,
+    workingset,
+)
 from mmdbg.sim.mm import page_flags as pf
 from mmdbg.sim.mm import swap as lru_mod
-from mmdbg.sim.mm import vmstat
+from mmdbg.sim.mm.mm_types import PAGEBLOCK_ORDER
+from mmdbg.sim.mm.rmap import AnonVma, folio_remove_rmap_pte, rmap_walk
 from mmdbg.sim.mm.swap import (
     LRU_ACTIVE_ANON,
     LRU_ACTIVE_FILE,
     LRU_INACTIVE_ANON,
     LRU_INACTIVE_FILE,
-    folio_evictable,
     folio_putback_lru,
     lru_note_cost,
     lruvec_del_folio,
 )
+from mmdbg.sim.mm.vma import MM_ANONPAGES, MM_SWAPENTS, VM_EXEC, VM_LOCKED
 from mmdbg.sim.trace import current_machine, declare_tracepoint, kfunc
 
 DEF_PRIORITY = 12
@@ -89,6 +113,11 @@ _WORKINGSET = 1 << pf.PG_workingset
 _RECLAIM = 1 << pf.PG_reclaim
 _MLOCKED = 1 << pf.PG_mlocked
 _UNEVICTABLE = 1 << pf.PG_unevictable
+_ANON_EXCLUSIVE = 1 << pf.PG_anon_exclusive
+_EV_PGACTIVATE = EV["pgactivate"]
+_NR_LRU_BASE = NS["nr_inactive_anon"]
+_NR_ZONE_LRU_BASE = vmstat.ZS["nr_zone_inactive_anon"]
+_SWP_OFFSET_MASK = (1 << 58) - 1
 
 
 class ScanControl:
@@ -168,9 +197,7 @@ def _count_memcg(lruvec: Any, name: str, n: int) -> None:
 
 
 def can_reclaim_anon_pages(m: Any, memcg: Any = None) -> bool:
-    from mmdbg.sim.mm.memcontrol import mem_cgroup_get_nr_swap_pages
-
-    return mem_cgroup_get_nr_swap_pages(m, memcg or m.memcg.root) > 0
+    return memcontrol.mem_cgroup_get_nr_swap_pages(m, memcg or m.memcg.root) > 0
 
 
 # -- isolation and references ----------------------------------------------------------------
@@ -178,14 +205,31 @@ def can_reclaim_anon_pages(m: Any, memcg: Any = None) -> bool:
 def isolate_lru_folios(nr_to_scan: int, lruvec: Any, dst: list[int], sc: ScanControl,
                        lru: int) -> tuple[int, int]:
     """Take up to ``nr_to_scan`` pages off the tail (oldest end) of ``lru``."""
-    m = _m()
+    m = current_machine()
     lst = lruvec.lists[lru]
     nr_taken = 0
-    while nr_taken < nr_to_scan and lst:
-        pfn = next(iter(lst))
-        lruvec_del_folio(m, pfn)
-        dst.append(pfn)
-        nr_taken += 1
+    if lst:
+        # lruvec_del_folio per page, inlined: the list's pages are all on (lruvec, lru), so
+        # the node and memcg list sizes drop once by nr_taken; zone and kind per page
+        lru_where = m.lru_where
+        flags = m.mem_map.flags
+        zones = m.zones
+        zone_of_block = m.zone_of_block
+        kind_pages = lruvec.memcg.kind_pages
+        zone_item = _NR_ZONE_LRU_BASE + lru
+        popitem = lst.popitem
+        append = dst.append
+        n = min(nr_to_scan, len(lst))
+        for _ in range(n):
+            pfn = popitem(last=False)[0]
+            kind = lru_where.pop(pfn)[2]
+            flags[pfn] &= ~_LRU
+            zones[zone_of_block[pfn >> PAGEBLOCK_ORDER]].vm_stat[zone_item] -= 1
+            kind_pages[kind] -= 1
+            append(pfn)
+        nr_taken = n
+        lruvec.pgdat.vm_stat[_NR_LRU_BASE + lru] -= n
+        lruvec.memcg.lru_pages[lru] -= n
     _cost(m, nr_taken * SCAN_COST_NS)
     if _tp_isolate.enabled:
         _tp_isolate.fire(highest_zoneidx=sc.reclaim_idx, order=sc.order,
@@ -198,19 +242,16 @@ def isolate_lru_folios(nr_to_scan: int, lruvec: Any, dst: list[int], sc: ScanCon
 def folio_referenced(folio: int, is_locked: int, memcg: Any) -> tuple[int, int]:
     """Test and clear the Accessed bit of every PTE mapping the page (ptep_clear_flush_young):
     returns (number of referencing PTEs, the union of the mapping VMAs' flags)."""
-    from mmdbg.sim.arch.x86 import tlb
-    from mmdbg.sim.arch.x86.pgtable import _PAGE_ACCESSED, pte_table_lookup
-    from mmdbg.sim.mm.rmap import rmap_walk
-    from mmdbg.sim.mm.vma import VM_LOCKED
-
-    m = _m()
+    m = current_machine()
     if m.mem_map._mapcount[folio] < 0:
         return 0, 0
     referenced = 0
     vm_flags = 0
+    clock = m.clock
     for vma, addr in rmap_walk(folio):
-        _cost(m, RMAP_COST_NS)
-        if vma.vm_flags & VM_LOCKED:
+        clock.ns += RMAP_COST_NS
+        vf = vma.vm_flags
+        if vf & VM_LOCKED:
             vm_flags |= VM_LOCKED
             break
         t = pte_table_lookup(vma.vm_mm, addr)
@@ -220,15 +261,13 @@ def folio_referenced(folio: int, is_locked: int, memcg: Any) -> tuple[int, int]:
             t[i] = pte & ~_PAGE_ACCESSED
             tlb.flush_tlb_page(vma, addr)
             referenced += 1
-        vm_flags |= vma.vm_flags
+        vm_flags |= vf
     return referenced, vm_flags
 
 
 @kfunc(aliases=("page_check_references",))
 def folio_check_references(folio: int, sc: ScanControl) -> int:
-    from mmdbg.sim.mm.vma import VM_EXEC, VM_LOCKED
-
-    m = _m()
+    m = current_machine()
     flags = m.mem_map.flags
     referenced_ptes, vm_flags = folio_referenced(folio, 1, sc.target_mem_cgroup)
     referenced_folio = bool(flags[folio] & _REFERENCED)
@@ -254,26 +293,14 @@ def try_to_unmap(folio: int, flags: int = 0) -> bool:
     Anonymous pages in the swap cache leave a swap entry in each PTE (MM_SWAPENTS); clean
     lazyfree pages are simply dropped; file pages leave an empty PTE.  A dirty PTE dirties
     the page.  Returns True when no mapping is left."""
-    from mmdbg.sim.arch.x86 import tlb
-    from mmdbg.sim.arch.x86.pgtable import (
-        _PAGE_DIRTY,
-        _PAGE_SOFT_DIRTY,
-        _PAGE_SWP_EXCLUSIVE,
-        _PAGE_SWP_SOFT_DIRTY,
-        pte_table_lookup,
-        swp_entry_to_pte,
-    )
-    from mmdbg.sim.mm import memory
-    from mmdbg.sim.mm.rmap import AnonVma, folio_remove_rmap_pte, rmap_walk
-    from mmdbg.sim.mm.swapfile import swap_duplicate_entry
-    from mmdbg.sim.mm.vma import MM_ANONPAGES, MM_SWAPENTS, VM_LOCKED
-
-    m = _m()
+    m = current_machine()
     mem_map = m.mem_map
     fl = mem_map.flags
     anon = isinstance(mem_map.mapping.get(folio), AnonVma)
+    clock = m.clock
+    add_mm_counter = memory.add_mm_counter
     for vma, addr in rmap_walk(folio):
-        _cost(m, RMAP_COST_NS)
+        clock.ns += RMAP_COST_NS
         if vma.vm_flags & VM_LOCKED:
             return False
         t = pte_table_lookup(vma.vm_mm, addr)
@@ -288,31 +315,29 @@ def try_to_unmap(folio: int, flags: int = 0) -> bool:
                     return False
                 t[i] = 0
                 tlb.flush_tlb_page(vma, addr)
-                memory.add_mm_counter(mm, MM_ANONPAGES, -1)
+                add_mm_counter(mm, MM_ANONPAGES, -1)
             elif fl[folio] & _SWAPCACHE:
                 entry = mem_map.private[folio]
-                swp = swp_entry_to_pte(entry >> 58, entry & ((1 << 58) - 1))
+                swp = swp_entry_to_pte(entry >> 58, entry & _SWP_OFFSET_MASK)
                 if pte & _PAGE_SOFT_DIRTY:
                     swp |= _PAGE_SWP_SOFT_DIRTY
-                if fl[folio] & (1 << pf.PG_anon_exclusive):
+                if fl[folio] & _ANON_EXCLUSIVE:
                     swp |= _PAGE_SWP_EXCLUSIVE
                 if pte & _PAGE_DIRTY:
                     fl[folio] |= _DIRTY
-                swap_duplicate_entry(m, entry)
+                swapfile.swap_duplicate_entry(m, entry)
                 t[i] = swp
                 tlb.flush_tlb_page(vma, addr)
-                memory.add_mm_counter(mm, MM_ANONPAGES, -1)
-                memory.add_mm_counter(mm, MM_SWAPENTS, 1)
+                add_mm_counter(mm, MM_ANONPAGES, -1)
+                add_mm_counter(mm, MM_SWAPENTS, 1)
             else:
                 return False
         else:
             if pte & _PAGE_DIRTY:
-                from mmdbg.sim.mm.filemap import folio_mark_dirty
-
-                folio_mark_dirty(folio)
+                filemap.folio_mark_dirty(folio)
             t[i] = 0
             tlb.flush_tlb_page(vma, addr)
-            memory.add_mm_counter(mm, memory.mm_counter(m, folio), -1)
+            add_mm_counter(mm, memory.mm_counter(m, folio), -1)
         folio_remove_rmap_pte(folio, folio, vma)
         mem_map._refcount[folio] -= 1
     return mem_map._mapcount[folio] < 0
@@ -331,20 +356,16 @@ def pageout(folio: int, mapping: Any) -> int:
         return PAGE_CLEAN
     fl[folio] &= ~_DIRTY
     if fl[folio] & _SWAPCACHE:
-        from mmdbg.sim.mm.page_io import swap_writeout
-
         if _tp_write.enabled:
             _tp_write.fire(pfn=folio, reclaim_flags=RECLAIM_WB_ANON | RECLAIM_WB_ASYNC)
-        if swap_writeout(folio):
+        if page_io.swap_writeout(folio):
             fl[folio] |= _DIRTY
             return PAGE_ACTIVATE
     else:
-        from mmdbg.sim.mm.page_writeback import writeout_file_folio
-
         fl[folio] |= _DIRTY
         if _tp_write.enabled:
             _tp_write.fire(pfn=folio, reclaim_flags=RECLAIM_WB_FILE | RECLAIM_WB_ASYNC)
-        writeout_file_folio(m, folio)
+        page_writeback.writeout_file_folio(m, folio)
     m.vm.nodestat[folio >> 9][NS["nr_vmscan_write"]] += 1
     return PAGE_SUCCESS
 
@@ -353,30 +374,23 @@ def pageout(folio: int, mapping: Any) -> int:
 def __remove_mapping(mapping: Any, folio: int, reclaimed: bool, target_memcg: Any) -> bool:
     """Drop an unmapped, clean page from the page cache or the swap cache, leaving a
     workingset shadow; the cache's reference was the last one, so the page is freed."""
-    from mmdbg.sim.mm.filemap import AddressSpace, filemap_remove_folio
-    from mmdbg.sim.mm.workingset import workingset_eviction
-
-    m = _m()
+    m = current_machine()
     mem_map = m.mem_map
     fl = mem_map.flags
     if mem_map._refcount[folio] != 1 or fl[folio] & _DIRTY:
         return False
-    shadow = workingset_eviction(folio, target_memcg) if reclaimed else None
+    shadow = workingset.workingset_eviction(folio, target_memcg) if reclaimed else None
     if fl[folio] & _SWAPCACHE:
-        from mmdbg.sim.mm import swap_state
-
         swap_state.delete_from_swap_cache_shadow(folio, shadow)
         mem_map.mapping.pop(folio, None)
         mem_map.index.pop(folio, None)
         lru_mod.folio_release(folio)
         mem_map._refcount[folio] = 0
-        from mmdbg.sim.mm.page_alloc import free_frozen_pages
-
-        free_frozen_pages(folio, 0)
+        page_alloc.free_frozen_pages(folio, 0)
         return True
-    if isinstance(mapping, AddressSpace):
+    if isinstance(mapping, filemap.AddressSpace):
         index = mem_map.index.get(folio, 0)
-        filemap_remove_folio(folio)
+        filemap.filemap_remove_folio(folio)
         if shadow is not None:
             if not hasattr(mapping, "shadows"):
                 mapping.shadows = {}
@@ -386,30 +400,26 @@ def __remove_mapping(mapping: Any, folio: int, reclaimed: bool, target_memcg: An
 
 
 def _free_anon_lazy(m: Any, folio: int) -> None:
-    from mmdbg.sim.mm.page_alloc import free_frozen_pages
-
     mem_map = m.mem_map
     mem_map.mapping.pop(folio, None)
     mem_map.index.pop(folio, None)
     lru_mod.folio_release(folio)
     mem_map._refcount[folio] = 0
-    free_frozen_pages(folio, 0)
+    page_alloc.free_frozen_pages(folio, 0)
 
 
 @kfunc(aliases=("shrink_page_list",))
 def shrink_folio_list(folio_list: list[int], pgdat: Any, sc: ScanControl, stat: ReclaimStat,
                       ignore_references: bool) -> int:
     """Try to free each isolated page; the rest go back to the LRU (activated or kept)."""
-    from mmdbg.sim.mm import swap_state, swapfile
-    from mmdbg.sim.mm.memcontrol import mem_cgroup_swap_full
-
-    m = _m()
+    m = current_machine()
     mem_map = m.mem_map
     fl = mem_map.flags
+    address_space = filemap.AddressSpace
     nr_reclaimed = 0
     for folio in folio_list:
         sc.nr_scanned += 1
-        if not folio_evictable(m, folio):
+        if fl[folio] & _MLOCKED:  # not folio_evictable
             m.vm_events[EV["unevictable_pgs_culled"]] += 1
             folio_putback_lru(m, folio)
             continue
@@ -430,8 +440,9 @@ def shrink_folio_list(folio_list: list[int], pgdat: Any, sc: ScanControl, stat: 
             stat.nr_ref_keep += 1
             folio_putback_lru(m, folio)
             continue
-        anon = not isinstance(mapping, _AS()) and mapping is not None
-        if isinstance(mapping, _AS()) and mapping.host.shmem:
+        is_file = isinstance(mapping, address_space)
+        anon = not is_file and mapping is not None
+        if is_file and mapping.host.shmem:
             # shmem swap-out is not modelled: the page stays resident
             _activate(m, folio, stat)
             continue
@@ -483,29 +494,25 @@ def shrink_folio_list(folio_list: list[int], pgdat: Any, sc: ScanControl, stat: 
             nr_reclaimed += 1
             continue
         folio_putback_lru(m, folio)
-    _ = (swapfile, mem_cgroup_swap_full)
     return nr_reclaimed
 
 
 def _AS() -> type:
-    from mmdbg.sim.mm.filemap import AddressSpace
-
-    return AddressSpace
+    return filemap.AddressSpace
 
 
 def _activate(m: Any, folio: int, stat: ReclaimStat) -> None:
     """activate_locked: drop a stale swap copy when swap runs short, move to active."""
-    from mmdbg.sim.mm import swapfile
-    from mmdbg.sim.mm.memcontrol import mem_cgroup_swap_full
-
     fl = m.mem_map.flags
-    if fl[folio] & _SWAPCACHE and (mem_cgroup_swap_full(m, lru_mod.folio_memcg(m, folio))
-                                   or fl[folio] & _MLOCKED):
+    if fl[folio] & _SWAPCACHE and (
+            memcontrol.mem_cgroup_swap_full(m, lru_mod.folio_memcg(m, folio))
+            or fl[folio] & _MLOCKED):
         swapfile.folio_free_swap(folio)
-    if folio_evictable(m, folio) and not fl[folio] & _ACTIVE:
-        fl[folio] |= _ACTIVE
-        stat.nr_activate[0 if fl[folio] & _SWAPBACKED else 1] += 1
-        m.vm_events[EV["pgactivate"]] += 1
+    f = fl[folio]
+    if not f & (_MLOCKED | _ACTIVE):  # folio_evictable and not active
+        fl[folio] = f | _ACTIVE
+        stat.nr_activate[0 if f & _SWAPBACKED else 1] += 1
+        m.vm_events[_EV_PGACTIVATE] += 1
         lru_mod.folio_memcg(m, folio).count_event("pgactivate", 1)
     folio_putback_lru(m, folio)
 
@@ -518,10 +525,7 @@ def _flags_for(lru: int) -> int:
 @kfunc
 def shrink_active_list(nr_to_scan: int, lruvec: Any, sc: ScanControl, lru: int) -> None:
     """Deactivate pages from the active list; referenced executable file pages stay."""
-    from mmdbg.sim.mm.vma import VM_EXEC
-    from mmdbg.sim.mm.workingset import workingset_age_nonresident
-
-    m = _m()
+    m = current_machine()
     fl = m.mem_map.flags
     hold: list[int] = []
     nr_taken, nr_scanned = isolate_lru_folios(nr_to_scan, lruvec, hold, sc, lru)
@@ -529,17 +533,18 @@ def shrink_active_list(nr_to_scan: int, lruvec: Any, sc: ScanControl, lru: int) 
     _count_memcg(lruvec, "pgrefill", nr_scanned)
     file = is_file_lru(lru)
     nr_rotated = nr_deactivate = nr_activate = 0
+    target = sc.target_mem_cgroup
     for folio in hold:
-        if not folio_evictable(m, folio):
+        if fl[folio] & _MLOCKED:  # not folio_evictable
             folio_putback_lru(m, folio)
             continue
-        referenced, vm_flags = folio_referenced(folio, 0, sc.target_mem_cgroup)
+        referenced, vm_flags = folio_referenced(folio, 0, target)
         if referenced:
             nr_rotated += 1
             if vm_flags & VM_EXEC and file:
                 folio_putback_lru(m, folio)
                 nr_activate += 1
-                workingset_age_nonresident(lruvec, 1)
+                workingset.workingset_age_nonresident(lruvec, 1)
                 continue
         fl[folio] = (fl[folio] & ~_ACTIVE) | _WORKINGSET
         folio_putback_lru(m, folio)
@@ -578,9 +583,7 @@ def shrink_inactive_list(nr_to_scan: int, lruvec: Any, sc: ScanControl, lru: int
     if file:
         sc.nr_file_taken += nr_taken
     if stat.nr_unqueued_dirty and stat.nr_unqueued_dirty == nr_taken:
-        from mmdbg.sim.mm.page_writeback import wakeup_flusher_threads
-
-        wakeup_flusher_threads(m, "vmscan")
+        page_writeback.wakeup_flusher_threads(m, "vmscan")
     if _tp_shrink_inactive.enabled:
         _tp_shrink_inactive.fire(
             nid=lruvec.pgdat.node_id, nr_scanned=nr_scanned, nr_reclaimed=nr_reclaimed,
@@ -848,7 +851,6 @@ def do_try_to_free_pages(zonelist: list[Any], sc: ScanControl) -> int:
 def try_to_free_pages(zonelist: list[Any], order: int, gfp_mask: int, nodemask: Any) -> int:
     """Direct reclaim from the allocator slow path (the machine.hooks entry)."""
     from mmdbg.sim.include.gfp import gfp_zone
-    from mmdbg.sim.kernel.sched import PF_MEMALLOC
 
     m = _m()
     t = m.current
@@ -877,8 +879,6 @@ def try_to_free_pages(zonelist: list[Any], order: int, gfp_mask: int, nodemask: 
 @kfunc
 def try_to_free_mem_cgroup_pages(memcg: Any, nr_pages: int, gfp_mask: int,
                                  may_swap: bool) -> int:
-    from mmdbg.sim.kernel.sched import PF_MEMALLOC
-
     m = _m()
     t = m.current
     if t is not None and t.flags & PF_MEMALLOC:
@@ -1017,7 +1017,6 @@ def kswapd_run(m: Any, pgdat: Any) -> None:
 
 def kswapd(m: Any, pgdat: Any) -> Any:
     """The kswapd thread: sleep until woken, balance the node, go back to sleep."""
-    from mmdbg.sim.kernel.sched import PF_MEMALLOC
     from mmdbg.sim.kernel.sched_core import Block
 
     while True:
@@ -1104,8 +1103,6 @@ def _h_out_of_memory(gfp: int, order: int, ac: Any) -> bool:
 
 
 def _h_charge(folio: int, mm: Any, gfp: int) -> bool:
-    from mmdbg.sim.mm import memcontrol
-
     return memcontrol.mem_cgroup_charge(folio, mm, gfp) == 0
 
 
@@ -1114,26 +1111,18 @@ def _h_add_lru_vma(folio: int, vma: Any) -> None:
 
 
 def _h_do_swap_page(vmf: Any) -> int:
-    from mmdbg.sim.mm import swap_state
-
     return swap_state.do_swap_page(vmf)
 
 
 def _h_free_swap(pte: int) -> None:
-    from mmdbg.sim.mm import swapfile
-
     swapfile.free_swap_and_cache(pte)
 
 
 def _h_swap_dup(pte: int) -> None:
-    from mmdbg.sim.mm import swapfile
-
     swapfile.swap_duplicate(pte)
 
 
 def _h_bdp(mapping: Any) -> None:
-    from mmdbg.sim.mm import page_writeback
-
     page_writeback.balance_dirty_pages_ratelimited(mapping)
 
 
@@ -1147,10 +1136,7 @@ def _h_cold(vma: Any, start: int, end: int, pageout: bool) -> None:
 
 def _h_filemap_add(folio: int, mapping: Any, index: int) -> None:
     """A page entered the page cache: charge it, check its shadow, put it on the LRU."""
-    from mmdbg.sim.mm import memcontrol
-    from mmdbg.sim.mm.workingset import workingset_refault
-
-    m = _m()
+    m = current_machine()
     if folio not in m.mem_map.memcg_data:
         memcg = memcontrol.get_mem_cgroup_from_mm(m, None)
         if memcontrol.try_charge_memcg(memcg, mapping.gfp_mask, 1):
@@ -1160,13 +1146,11 @@ def _h_filemap_add(folio: int, mapping: Any, index: int) -> None:
     if shadows:
         shadow = shadows.pop(index, None)
         if shadow is not None:
-            workingset_refault(folio, shadow)
+            workingset.workingset_refault(folio, shadow)
     lru_mod.folio_add_lru(folio)
 
 
 def _h_free_swap_cache(folio: int) -> None:
-    from mmdbg.sim.mm import swapfile
-
     swapfile.free_swap_cache(folio)
 
 

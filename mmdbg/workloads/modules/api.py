@@ -124,6 +124,40 @@ def msleep(ms: int) -> None:
         kmemleak_poll(m)
 
 
+def msleep_interruptible(ms: int) -> Any:
+    """In a kernel thread (a generator): ``yield msleep_interruptible(ms)`` sleeps ``ms`` of
+    simulated time on the scheduler, letting other tasks, the kmemleak scan thread and
+    KFENCE's sampling gate run meanwhile."""
+    from mmdbg.sim.kernel.sched_core import Sleep
+
+    return Sleep(ms * 1_000_000)
+
+
+def kthread_run(mod: Any, threadfn: Any, name: str) -> Any:
+    """Start a kernel thread running the generator ``threadfn(mod)``; returns its task.
+    The thread ends when the generator returns; it should return once
+    :func:`kthread_should_stop` is true."""
+    from mmdbg.sim.kernel import fork
+
+    t = fork.kthread_run(lambda _m: threadfn(mod), name)
+    t.kthread_should_stop = False
+    return t
+
+
+def kthread_should_stop() -> bool:
+    return bool(getattr(machine().current, "kthread_should_stop", False))
+
+
+def kthread_stop(t: Any) -> None:
+    """Ask the thread to stop and wake it (rmmod's exit function calls it): it runs to its
+    ``return`` at its next step, before the module's memory goes away it touches nothing."""
+    from mmdbg.sim.kernel.sched_core import wake_up_process
+
+    t.kthread_should_stop = True
+    if not t.exit_state:
+        wake_up_process(t)
+
+
 def num_possible_cpus() -> int:
     return machine().ncpus
 

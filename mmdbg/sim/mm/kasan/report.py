@@ -301,11 +301,35 @@ def _end_report(k: Any, info: dict[str, Any]) -> None:
     if k.fault == "panic" or (k.fault == "panic_on_write" and info.get("is_write")):
         reason = "kasan.fault=panic set ..."
         m.printk(f"Kernel panic - not syncing: {reason}", level=0)
+        m.panic_msg = reason
+        where = _stop_location()
         fn = getattr(m, "panic", None)
         if callable(fn):
             fn(reason)
         else:
             m.stop_requested = True
+        m.stop_where = where  # the bad access, not the report code
+        m.stop_task, m.stop_cpu = m.current, m.cpu
+
+
+def _stop_location() -> str:
+    """The bad access: ``func+0x../0x.. [mod] (file:line)`` of the first kernel frame outside
+    the access and report machinery."""
+    import sys
+
+    from mmdbg.sim import trace
+
+    skip = set(REPORT_INTERNAL) | {"_end_report", "kasan_report_invalid_free"}
+    f = sys._getframe(1)
+    while f is not None:
+        kf = trace._BY_CODE.get(f.f_code)
+        if kf is not None and kf.name not in skip:
+            mod = stackdepot.frame_module(kf)
+            off = max(f.f_lineno - kf.lineno, 0)
+            sym = stackdepot.format_frame((kf.name, off, kf.size, mod))
+            return f"{sym} ({kf.file}:{f.f_lineno})"
+        f = f.f_back
+    return "no kernel frame"
 
 
 @kfunc

@@ -1,0 +1,1 @@
+"""Device drivers (drivers/): zram."""
