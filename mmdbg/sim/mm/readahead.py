@@ -330,7 +330,7 @@ def folio_locked(m: Any, mapping: Any, index: int) -> bool:
     done = mapping.io_pending.get(index)
     if done is None:
         return False
-    if done <= m.clock.ns:
+    if done <= task_now(m):
         del mapping.io_pending[index]
         return False
     return True

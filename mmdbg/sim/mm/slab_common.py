@@ -217,6 +217,13 @@ def kmem_cache_create(name: str, size: int, align: int = 0, flags: int = 0,
         return None
     if name in st.by_name:
         m.printk(f"kmem_cache_create(): cache name {name} already exists", level=3)
+    if m.slab_alt is not None:  # slab=slab / slab=slob
+        try:
+            return m.slab_alt.create_cache(m, name, size, align, flags, ctor)
+        except KernelError:
+            if flags & SLAB_PANIC:
+                raise
+            return None
     s = find_mergeable(m, size, align, flags, name, ctor)
     if s is not None:
         s.refcount += 1
@@ -243,7 +250,8 @@ def kmem_cache_destroy(s: KmemCache | None) -> None:
     if s.refcount > 0:
         return
     caller = stackdepot.caller_ip(("kmem_cache_destroy",))
-    err = slub.__kmem_cache_shutdown(s)
+    err = (not m.slab_alt.destroy_cache(m, s)) if m.slab_alt is not None else \
+        slub.__kmem_cache_shutdown(s)
     if err:
         m.printk("------------[ cut here ]------------", level=4)
         m.printk(f"kmem_cache_destroy {s.name}: Slab cache still has objects when called from "
@@ -261,7 +269,8 @@ def kmem_cache_destroy(s: KmemCache | None) -> None:
 
 @kfunc
 def kmem_cache_shrink(s: KmemCache) -> int:
-    return slub.__kmem_cache_shrink(s)
+    alt = _trace._current.slab_alt
+    return alt.shrink_cache(s) if alt is not None else slub.__kmem_cache_shrink(s)
 
 
 def kmem_cache_size(s: KmemCache) -> int:
@@ -284,7 +293,10 @@ def kmem_cache_alloc(s: KmemCache, gfpflags: int = GFP_KERNEL) -> int:
             if _tp_cache_alloc.enabled:
                 _fire_cache_alloc(s, obj, gfpflags, NUMA_NO_NODE)
             return obj
-    obj = slub.slab_alloc_node(s, gfpflags, NUMA_NO_NODE, 0, s.object_size)
+    if m.slab_alt is not None:
+        obj = m.slab_alt.cache_alloc(s, gfpflags, NUMA_NO_NODE)
+    else:
+        obj = slub.slab_alloc_node(s, gfpflags, NUMA_NO_NODE, 0, s.object_size)
     if _tp_cache_alloc.enabled:
         _fire_cache_alloc(s, obj, gfpflags, NUMA_NO_NODE)
     return obj
@@ -292,7 +304,9 @@ def kmem_cache_alloc(s: KmemCache, gfpflags: int = GFP_KERNEL) -> int:
 
 @kfunc(name="kmem_cache_alloc_node_noprof", aliases=("kmem_cache_alloc_node",))
 def kmem_cache_alloc_node(s: KmemCache, gfpflags: int, node: int) -> int:
-    obj = slub.slab_alloc_node(s, gfpflags, node, 0, s.object_size)
+    alt = _trace._current.slab_alt
+    obj = alt.cache_alloc(s, gfpflags, node) if alt is not None else \
+        slub.slab_alloc_node(s, gfpflags, node, 0, s.object_size)
     if _tp_cache_alloc.enabled:
         _fire_cache_alloc(s, obj, gfpflags, node)
     return obj
@@ -318,6 +332,9 @@ def kmem_cache_free(s: KmemCache, x: int) -> None:
         if m.kfence is not None and m.kfence.is_kfence_address(x):
             m.kfence.kfence_free(x)
             return
+        if m.slab_alt is not None:
+            m.slab_alt.cache_free(s, x)
+            return
         _bad_free(m, x, "kmem_cache_free")
         return
     if slab.slab_cache is not s:
@@ -334,6 +351,9 @@ def kmem_cache_free(s: KmemCache, x: int) -> None:
                 (fl[-1] if fl else 0) ^ s.random ^ fpa
             fl.append(x)
             return
+    if m.slab_alt is not None:
+        m.slab_alt.cache_free(s, x)
+        return
     slub.slab_free(s, slab, x, 0)
 
 
@@ -400,6 +420,11 @@ def _fire_kmalloc(obj: int, req: int, alloc: int, gfp: int, node: int) -> None:
 @kfunc
 def __do_kmalloc_node(size: int, flags: int, node: int, caller: int) -> int:
     m = _trace._current
+    if m.slab_alt is not None and size:
+        obj, alloc = m.slab_alt.do_kmalloc(m, size, flags, node)
+        if _tp_kmalloc.enabled:
+            _fire_kmalloc(obj, size, alloc, flags, node)
+        return obj
     if size > KMALLOC_MAX_CACHE_SIZE:
         return __kmalloc_large_node(size, flags, node)
     if not size:
@@ -500,12 +525,19 @@ def kfree(x: int) -> None:
                         (fl[-1] if fl else 0) ^ s.random ^ fpa
                     fl.append(x)
                     return
+        if m.slab_alt is not None:
+            m.slab_alt.cache_free(s, x)
+            return
         slub.slab_free(s, slab, x, 0)
         return
     _kfree_nonslab(m, x)
 
 
 def _kfree_nonslab(m: Any, x: int) -> None:
+    if m.slab_alt is not None:
+        if not m.slab_alt.do_kfree(m, x):
+            _bad_free(m, x, "kfree")
+        return
     if m.kfence is not None and m.kfence.is_kfence_address(x):
         m.kfence.kfence_free(x)
         return
@@ -541,6 +573,8 @@ def ksize(objp: int) -> int:
         return s.object_size
     if m.kfence is not None and m.kfence.is_kfence_address(objp):
         return m.kfence.kfence_ksize(objp)
+    if m.slab_alt is not None:
+        return m.slab_alt.do_ksize(m, objp)
     pfn = (objp - PAGE_OFFSET) >> PAGE_SHIFT
     info = m.large_kmalloc.get(pfn)
     return PAGE_SIZE << info[0] if info else 0
@@ -574,6 +608,8 @@ def krealloc(p: int, new_size: int, flags: int = GFP_KERNEL) -> int:
             ks = slab.slab_cache.object_size
         elif m.kfence is not None and m.kfence.is_kfence_address(p):
             ks = m.kfence.kfence_ksize(p)
+        elif m.slab_alt is not None:
+            ks = m.slab_alt.do_ksize(m, p)
         else:
             info = m.large_kmalloc.get((p - PAGE_OFFSET) >> PAGE_SHIFT)
             ks = PAGE_SIZE << info[0] if info else 0
@@ -760,6 +796,10 @@ def create_kmalloc_caches(m: Any) -> None:
 def kmem_cache_init(m: Any) -> None:
     """Boot: the allocator's own caches, the kmalloc caches and the well-known ones."""
     m.activate()
+    m.slab_alt = None
+    if getattr(m.config, "slab", "slub") != "slub":
+        _kmem_cache_init_alt(m)
+        return
     m.slub = slub.SlubState(m)
     m.slab_pages = {}
     m.slab_qv = {}
@@ -816,6 +856,45 @@ def kmem_cache_init(m: Any) -> None:
         m.printk("**********************************************************", level=4)
 
 
+class _NoFastCache:
+    fast = False
+
+
+def _kmem_cache_init_alt(m: Any) -> None:
+    """slab=slab (mm/slab.c) or slab=slob (mm/slob.c) behind the same API: slab_common's
+    entry points hand over to ``m.slab_alt`` after their SLUB fast paths (never taken:
+    ``m.kmalloc_normal`` holds no fast cache)."""
+    from mmdbg.sim.config import ConfigError
+    from mmdbg.sim.kernel import module
+    from mmdbg.sim.mm import slab_c, slob, vmalloc
+
+    cfg = m.config
+    which = cfg.slab
+    for key, on in (("kasan", cfg.kasan), ("kmemleak", cfg.kmemleak),
+                    ("kfence.sample_interval", cfg.kfence_sample_interval),
+                    ("slub_debug", cfg.slub_debug is not None)):
+        if on:
+            raise ConfigError("slab", f"slab={which} cannot be combined with {key}: this "
+                              "simulation implements the memory debuggers for SLUB only")
+    m.slab_alt = slab_c if which == "slab" else slob
+    m.slab_qv = {}
+    m.large_kmalloc = {}
+    m.slab_errors = 0
+    m.slab_hooked = False
+    m.kasan = m.kmemleak = m.kfence = None
+    _default_hooks(m)
+    vmalloc.vmalloc_init(m)
+    m.slab_alt.kmem_cache_init(m, BOOT_CACHES, BOOT_CACHE_STATIC)
+    m.kmalloc_normal = [_NoFastCache] * (KMALLOC_MAX_CACHE_SIZE + 1)
+    module.module_init(m)
+    if which == "slab":
+        from mmdbg.sim.mm import slab_info
+
+        m.identify_slab = lambda addr: slab_info.identify_slab(m, addr)
+    m.printk(f"{which.upper()} allocator (slab={which}): CPUs={m.ncpus}, "
+             f"Nodes={len(m.node_data)}")
+
+
 def set_hooked(m: Any, hooked: bool) -> None:
     """A subsystem (memcg) wants slab_post_alloc_hook/slab_free_hook for every object."""
     m.slab_hooked = hooked
@@ -823,6 +902,8 @@ def set_hooked(m: Any, hooked: bool) -> None:
 
 
 def refresh_fast(m: Any) -> None:
+    if getattr(m, "slab_alt", None) is not None:
+        return
     for s in m.slub.slab_caches:
         slub.update_fast(m, s)
 
@@ -836,6 +917,8 @@ def find_cache(m: Any, name: str) -> KmemCache | None:
 
 
 def slabinfo_lines(m: Any) -> list[str]:
+    if getattr(m, "slab_alt", None) is not None:
+        return m.slab_alt.slabinfo_lines(m)
     out = ["slabinfo - version: 2.1",
            "# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab>"
            " : tunables <limit> <batchcount> <sharedfactor> : slabdata <active_slabs>"
@@ -864,7 +947,10 @@ def proc_slabinfo(m: Any) -> str:
 
 
 def slabinfo_write(m: Any, text: str) -> None:
-    """SLUB has no tunables: writing /proc/slabinfo fails with -EIO."""
+    """SLUB has no tunables: writing /proc/slabinfo fails with -EIO (slab=slab: tunes)."""
+    if getattr(m, "slab_alt", None) is not None and hasattr(m.slab_alt, "slabinfo_write"):
+        m.slab_alt.slabinfo_write(m, text)
+        return
     raise KernelError(5, "Input/output error")
 
 
