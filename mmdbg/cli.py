@@ -150,7 +150,7 @@ def _main(argv: list[str] | None) -> int:
     parser, exts = build_parser()
     ns = parser.parse_args(argv)
     try:
-        config = parse_cmdline(ns.machine)
+        config = parse_cmdline(f"{_scenario_cmdline(ns)} {ns.machine}".strip())
     except ConfigError as e:
         print(f"mmdbg: --machine: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -190,6 +190,21 @@ def _main(argv: list[str] | None) -> int:
     if sys.stdin is None or not sys.stdin.isatty():
         return session.run_lines(sys.stdin or [])
     return _interactive(session)
+
+
+def _scenario_cmdline(ns: argparse.Namespace) -> str:
+    """A scenario's own boot options (``oom-global`` wants ``mem=256M``); ``--machine`` wins,
+    since later keys override earlier ones.  A bad scenario name is reported later by the
+    workload runner, with its usage."""
+    spec = getattr(ns, "scenario", None)
+    if not spec:
+        return ""
+    try:
+        from mmdbg.workloads import scenarios
+
+        return scenarios.get(spec.split(":", 1)[0]).cmdline
+    except Exception:
+        return ""
 
 
 def _tracing_front_end(ns: argparse.Namespace, machine: Any, run_workload: Any) -> int:
