@@ -242,3 +242,16 @@ def test_stat_front_end_counts_page_faults(capsys):
               or "faults " in line}
     assert faults["page-faults"] == faults["minor-faults"] + faults["major-faults"]
     assert faults["page-faults"] >= 256  # 1 MiB of anonymous memory touched
+
+
+def test_scenario_boot_options_apply_and_machine_option_wins():
+    from mmdbg.cli import _scenario_cmdline, build_parser
+
+    parser, _ = build_parser()
+    ns = parser.parse_args(["--scenario", "oom-global:size=64M"])
+    assert "mem=256M" in _scenario_cmdline(ns)
+    from mmdbg.sim.config import parse_cmdline
+
+    assert parse_cmdline(f"{_scenario_cmdline(ns)} mem=512M").mem == 512 << 20
+    assert _scenario_cmdline(parser.parse_args([])) == ""
+    assert _scenario_cmdline(parser.parse_args(["--scenario", "no-such"])) == ""
