@@ -125,13 +125,15 @@ def register(vfs: Any, m: Any) -> None:
                                     f"/sys/kernel/slab/{name}")
         return s
 
-    vfs.register("/proc/slabinfo", lambda: slab_common.proc_slabinfo(m),
-                 lambda text: slab_common.slabinfo_write(m, text), mode=0o600)
+    alloc = getattr(m.config, "slab", "slub")
+    if alloc != "slob":  # SLOB had no /proc/slabinfo
+        vfs.register("/proc/slabinfo", lambda: slab_common.proc_slabinfo(m),
+                     lambda text: slab_common.slabinfo_write(m, text), mode=0o600)
     vfs.enumerate_param("cache", lambda: [s.name for s in m.slub.slab_caches])
     def attr_reader(fn: Callable[[sl.KmemCache], str]) -> Callable[[str], str]:
         return lambda cache: fn(cache_of(cache))
 
-    for attr, fn in SLAB_ATTRS.items():
+    for attr, fn in SLAB_ATTRS.items() if alloc == "slub" else ():  # SLUB's sysfs only
         vfs.register(f"/sys/kernel/slab/{{cache}}/{attr}", attr_reader(fn), mode=0o444)
 
     def validate_write(text: str, cache: str) -> None:
@@ -146,10 +148,11 @@ def register(vfs: Any, m: Any) -> None:
         else:
             raise KernelError(errno.EINVAL)
 
-    vfs.register("/sys/kernel/slab/{cache}/validate", lambda cache: "", validate_write,
-                 mode=0o200)
-    vfs.register("/sys/kernel/slab/{cache}/shrink", lambda cache: "", shrink_write,
-                 mode=0o200)
+    if alloc == "slub":
+        vfs.register("/sys/kernel/slab/{cache}/validate", lambda cache: "", validate_write,
+                     mode=0o200)
+        vfs.register("/sys/kernel/slab/{cache}/shrink", lambda cache: "", shrink_write,
+                     mode=0o200)
     vfs.register("/proc/vmallocinfo", lambda: vmalloc.proc_vmallocinfo(m), mode=0o400)
     vfs.register("/proc/modules",
                  lambda: "".join(line + "\n" for line in module.proc_modules_lines(m)))

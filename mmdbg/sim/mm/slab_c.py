@@ -59,7 +59,6 @@ from mmdbg.sim.mm.slab import (
     SLAB_PANIC,
     SLAB_RECLAIM_ACCOUNT,
     SLAB_TYPESAFE_BY_RCU,
-    ZERO_SIZE_PTR,
     KmemCache,
     KmemCacheNode,
     Slab,
@@ -107,8 +106,15 @@ class SlabNode(KmemCacheNode):
     """``struct kmem_cache_node`` of mm/slab.c: ``partial`` is ``slabs_partial``, ``full`` is
     ``slabs_full``; ``nr_slabs`` is ``total_slabs``."""
 
-    __slots__ = ("alien", "colour_next", "free_limit", "free_objects", "shared", "slabs_free",
-                 "nid")
+    __slots__ = (
+        "alien",
+        "colour_next",
+        "free_limit",
+        "free_objects",
+        "nid",
+        "shared",
+        "slabs_free",
+    )
 
     def __init__(self, nid: int) -> None:
         super().__init__()
@@ -605,9 +611,7 @@ def create_cache(m: Any, name: str, size: int, align: int, flags: int, ctor: Any
 def destroy_cache(m: Any, s: SlabCache) -> bool:
     """__kmem_cache_shutdown: False if objects are still allocated."""
     shrink_cache(s)
-    if any(n.nr_slabs for n in s.node):
-        return False
-    return True
+    return not any(n.nr_slabs for n in s.node)
 
 
 def shrink_cache(s: SlabCache) -> int:
@@ -678,7 +682,7 @@ def kmem_cache_init(m: Any, boot_caches: list[tuple[str, int, int, int]],
         by_size = {}
         for size, short in KMALLOC_SIZES:
             by_size[size] = create_cache(m, KMALLOC_TYPE_PREFIX[typ] + short, size,
-                                         max(8, size & -size), flags, None)
+                                         size if not size & (size - 1) else 8, flags, None)
         m.slab_kmalloc.append(by_size)
     st.kmalloc_caches = [list(d.values()) for d in m.slab_kmalloc]
     st.state = "UP"

@@ -891,8 +891,6 @@ def _kmem_cache_init_alt(m: Any) -> None:
         from mmdbg.sim.mm import slab_info
 
         m.identify_slab = lambda addr: slab_info.identify_slab(m, addr)
-    m.printk(f"{which.upper()} allocator (slab={which}): CPUs={m.ncpus}, "
-             f"Nodes={len(m.node_data)}")
 
 
 def set_hooked(m: Any, hooked: bool) -> None:
