@@ -14,6 +14,10 @@ from mmdbg.workloads.api import Process
 from mmdbg.workloads.zswap_scenarios import page_content
 from tests.pressure_util import boot, vmstat
 
+# the kernel's default compressors (lzo, lzo-rle) need python-lzo (the "lzo" extra)
+pytest.importorskip("lzo", reason="python-lzo is not installed (pip install 'mmdbg[lzo]')")
+
+
 Z = "/sys/block/zram0/"
 MADV_PAGEOUT = 21
 

@@ -15,6 +15,10 @@ from mmdbg.workloads.api import Process
 from mmdbg.workloads.zswap_scenarios import page_content
 from tests.pressure_util import boot, meminfo, vmstat
 
+# the kernel's default compressors (lzo, lzo-rle) need python-lzo (the "lzo" extra)
+pytest.importorskip("lzo", reason="python-lzo is not installed (pip install 'mmdbg[lzo]')")
+
+
 MADV_PAGEOUT = 21
 P = "/sys/module/zswap/parameters/"
 D = "/sys/kernel/debug/zswap/"

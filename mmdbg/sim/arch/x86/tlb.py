@@ -109,7 +109,9 @@ def switch_mm_irqs_off(prev: Any, next: Any, tsk: Any) -> None:
 def enter_lazy_tlb(m: Any, cpu: int) -> None:
     """A kernel thread runs: keep the previous mm loaded, lazily."""
     ts = m.vm.tlb[cpu]
-    if ts.loaded_mm is not None:
+    if ts.loaded_mm is not None and not ts.is_lazy:
+        # from an active mm: the TLB is in sync.  Already lazy (one kernel thread after
+        # another): a shootdown skipped meanwhile must stay pending.
         ts.is_lazy = True
         ts.need_flush = False
 
