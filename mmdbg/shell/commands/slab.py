@@ -79,6 +79,8 @@ def cmd_slabtop(ctx: CommandContext, args: list[str]) -> None:
             delay = _parse_delay(v)
         elif o == "-o":
             once = True
+    if getattr(ctx.machine.config, "slab", "slub") == "slob":  # SLOB had no /proc/slabinfo
+        raise CommandError("slabtop: fopen /proc/slabinfo: No such file or directory")
     if delay is None or once:
         for line in slab_info.slabtop(ctx.machine, sort, limit):
             ctx.print(line)

@@ -24,7 +24,8 @@ Modelled after v6.4:
   with 4 KiB pages), plus 96 and 192; there is no large-kmalloc path below 4 MiB.
 
 Simplified: the freelist index array is not written into the slab's bytes (the slab's free
-objects are a Python list, the last element being the next one handed out); no DEBUG_SLAB, no
+objects are a Python list, the last element being the next one handed out); no OFF_SLAB
+management (the index array is always on the slab or in an object); no DEBUG_SLAB, no
 KASAN/KFENCE/kmemleak (refused at boot with ``slab=slab``), no memcg accounting.
 """
 
@@ -495,6 +496,18 @@ def ___cache_free(s: SlabCache, objp: int) -> None:
     if ac.avail >= ac.limit:
         cache_flusharray(s, ac)
     ac.entry.append(objp)
+
+
+def cached_objects(s: SlabCache) -> set[int]:
+    """Objects free in the per-CPU, shared and alien arrays (free for ``kmem -s``)."""
+    out = {o for ac in s.array_cache for o in ac.entry}
+    for n in s.node:
+        if n.shared is not None:
+            out.update(n.shared.entry)
+        for al in n.alien:
+            if al is not None:
+                out.update(al.entry)
+    return out
 
 
 def drain_array(s: SlabCache, n: SlabNode, ac: ArrayCache | None, force: bool) -> None:

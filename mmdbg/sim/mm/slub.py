@@ -1498,6 +1498,11 @@ def free_objects(s: KmemCache, slab: Slab, where: str) -> set[int]:
     free = set(slab.freelist)
     if where.startswith("cpu") and not where.endswith("partial"):
         free.update(s.cpu_slab[int(where[3:])].freelist)
+    if hasattr(s, "array_cache"):  # slab=slab: objects parked in the CPU/shared/alien arrays
+        from mmdbg.sim.mm import slab_c
+
+        free.update(o for o in slab_c.cached_objects(s) if s.machine.slab_pages.get(
+            (o - PAGE_OFFSET) >> PAGE_SHIFT) is slab)
     return free
 
 
