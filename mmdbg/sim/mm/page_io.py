@@ -58,16 +58,7 @@ def swap_writeout(folio: int) -> int:
 
 
 def __swap_writepage(m: Any, si: Any, off: int, folio: int) -> None:
-    data = m.physmem.page_bytes(folio)
-    rw = getattr(si.bdev, "rw_page", None)
-    if rw is not None:
-        ns = rw(m, off, data, True)
-    else:
-        si.data[off] = data
-        ns = si.bdev.write_cost(1)
-    _charge_io(m, ns)
-    m.vm_events[EV["pswpout"]] += 1
-    m.vm_events[EV["pgpgout"]] += 8
+    _bdev_write_page(m, si, off, m.physmem.page_bytes(folio))
     from mmdbg.sim.mm.swap import folio_memcg
 
     folio_memcg(m, folio).count_event("pswpout", 1)
@@ -75,8 +66,11 @@ def __swap_writepage(m: Any, si: Any, off: int, folio: int) -> None:
 
 def swap_writepage_raw(m: Any, entry: int, data: bytes) -> None:
     """zswap writeback: put decompressed bytes on the backing device."""
-    si = swap_info(m, entry)
-    off = swp_offset(entry)
+    _bdev_write_page(m, swap_info(m, entry), swp_offset(entry), data)
+
+
+def _bdev_write_page(m: Any, si: Any, off: int, data: bytes) -> None:
+    """One page to the swap device (its rw_page, as zram has, or the block device)."""
     rw = getattr(si.bdev, "rw_page", None)
     if rw is not None:
         ns = rw(m, off, data, True)

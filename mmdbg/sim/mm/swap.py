@@ -198,18 +198,7 @@ def folio_add_lru(folio: int) -> None:
     m = current_machine()
     if folio in m.lru_where:
         return
-    mem_map = m.mem_map
-    flags = mem_map.flags
-    f = flags[folio]
-    if f & _MLOCKED:  # not folio_evictable
-        flags[folio] = (f & ~_ACTIVE) | _UNEVICTABLE
-    else:
-        flags[folio] = f & ~_UNEVICTABLE
-    memcg = mem_map.memcg_data.get(folio)  # folio_lruvec, inlined
-    if memcg is None:
-        memcg = m.memcg.root
-    lruvec_add_folio(m, memcg.lruvecs[m.zones[m.zone_of_block[folio >> PAGEBLOCK_ORDER]].node],
-                     folio)
+    folio_putback_lru(m, folio)
 
 
 @kfunc(aliases=("lru_cache_add_inactive_or_unevictable",))
@@ -310,7 +299,8 @@ def folio_rotate_reclaimable(folio: int) -> None:
 
 
 def folio_putback_lru(m: Any, folio: int) -> None:
-    """Re-add an isolated page to the list its flags name (move_folios_to_lru)."""
+    """Re-add an isolated page to the list its flags name (move_folios_to_lru); also the
+    body of folio_add_lru: unevictable if mlocked, on its memcg's lruvec of its node."""
     mem_map = m.mem_map
     flags = mem_map.flags
     f = flags[folio]
