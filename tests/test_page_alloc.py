@@ -568,3 +568,20 @@ def test_boot_memory_excludes_memblock_reservations():
         assert m.page(pfn).PageReserved and not m.page(pfn).PageBuddy
     memmap = next(r for r in m.memblock.reserved if r.name.startswith("memmap"))
     assert memmap.size >= m.mem_map.max_pfn * 64 // 1 - 4096
+
+
+def test_raw_tracepoint_handler_gets_the_fields_for_its_machine_only():
+    a = mmdbg.boot("mem=256M")
+    b = mmdbg.boot("mem=256M")
+    got = []
+    att = trace.TRACEPOINTS["kmem:mm_page_alloc"].attach_raw(
+        lambda m, fields: got.append((m, dict(fields))), a)
+    try:
+        q = b.alloc_pages(GFP_KERNEL, 0)
+        p = a.alloc_pages(GFP_KERNEL, 1)
+    finally:
+        att.detach()
+    assert got == [(a, {"pfn": p, "order": 1, "gfp_flags": GFP_KERNEL, "migratetype": 0})]
+    assert not trace.TRACEPOINTS["kmem:mm_page_alloc"].enabled
+    a.free_pages(p, 1)
+    b.free_pages(q, 0)

@@ -7,6 +7,11 @@ are closure constants, not per-event work.  The hot path of
 ``tracepoint:kmem:mm_page_alloc { @[comm] = count(); }`` is a task lookup, one dict probe
 and one store.
 
+A tracepoint-only probe whose body needs nothing from the Event but its fields, the task, the
+cpu and the clock also gets ``pN.raw = pNr(m, a)``: the same body generated a second time with
+``a`` the fields dict (``a['pfn']``) and the task read as ``m.cpu_curr[m.cpu]``.  The session
+attaches it with ``Tracepoint.attach_raw`` so no Event is built per event.
+
 Nothing the user typed is embedded in the generated text except through ``repr()`` of a
 decoded string or integer: variables become ``v0, v1 ...``, maps ``M0, M1 ...``, and every
 other object (formats, types, field names, locations) lives in a constants table ``K`` that
@@ -33,6 +38,7 @@ from mmdbg.probe.checker import CheckedProbe, CheckedProgram
 from mmdbg.probe.errors import ERROR, Diagnostic, ProbeCompileError
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_EV = re.compile(r"\bev\b")
 
 STRUCT_SIZES = {
     "struct page": 64, "struct list_head": 16, "struct rb_node": 24, "struct callback_head": 16,
@@ -66,9 +72,13 @@ def zero_of(ty: T.Ty | None) -> Any:
 
 
 class _ProbeGen:
-    def __init__(self, gen: CodeGen, cp: CheckedProbe):
+    def __init__(self, gen: CodeGen, cp: CheckedProbe, raw: bool = False):
         self.g = gen
         self.cp = cp
+        # raw: generate ``pNr(m, a)`` for Tracepoint.attach_raw (``a`` is the fields dict);
+        # anything that needs the Event sets needs_ev and the raw handler is dropped.
+        self.raw = raw
+        self.needs_ev = False
         self.vars: dict[str, str] = {}
         self.lines: list[str] = []
         self.uses_task = False
@@ -408,6 +418,7 @@ class _ProbeGen:
             return repr(note[1])
         if note[0] == "argn":
             self.uses_args = True
+            self.needs_ev = True
             return f"a.arg({note[1]})"
         return self.builtin(note[1], e)
 
@@ -436,15 +447,15 @@ class _ProbeGen:
         if name == "pcomm":
             return "_getattr(_getattr(t, 'real_parent', None) or _getattr(t, 'parent', None), 'comm', '')"
         if name == "cpu":
-            return "ev.cpu"
+            return "m.cpu" if self.raw else "ev.cpu"
         if name == "ncpus":
             return "rt.ncpus"
         if name == "numaid":
-            return "rt.numaid(ev.cpu)"
+            return "rt.numaid(m.cpu)" if self.raw else "rt.numaid(ev.cpu)"
         if name == "nsecs":
-            return "ev.nsecs"
+            return "m.clock.ns" if self.raw else "ev.nsecs"
         if name == "elapsed":
-            return "(ev.nsecs - rt.start_ns)"
+            return "(m.clock.ns - rt.start_ns)" if self.raw else "(ev.nsecs - rt.start_ns)"
         if name == "jiffies":
             return "rt.jiffies(ev)"
         if name == "kstack":
@@ -465,6 +476,8 @@ class _ProbeGen:
             self.uses_args = True
             at = self.cp.resolved[0].args_type if self.cp.resolved else None
             names = tuple(n for n, _ in at.fields) if at is not None else ()
+            if self.raw:
+                return f"rt.args_record_fields(a, {self.K(names)})"
             return f"rt.args_record(a, {self.K(names)})"
         if name == "retval":
             return "ev.retval"
@@ -478,6 +491,10 @@ class _ProbeGen:
         if kind == "args":
             self.uses_args = True
             name = note[1]
+            if self.raw:
+                if _safe_attr(name):
+                    return f"a[{name!r}]"
+                return f"_dget(a, {self.K(name)}, 0)"
             if _safe_attr(name):
                 return f"a.{name}"
             return f"_getattr(a, {self.K(name)}, 0)"
@@ -627,7 +644,29 @@ class _ProbeGen:
         raise self.g.error(f"cannot compile call to {name}()", e.loc)  # pragma: no cover
 
     # -- the handler --------------------------------------------------------------------
-    def generate(self) -> list[str]:
+    def generate(self, raw_gen: _ProbeGen | None = None) -> list[str]:
+        """The factory ``mk_pN``; with ``raw_gen`` it adds ``pN.raw`` when one can be made."""
+        out = [f"def mk_p{self.cp.index}(PROBE, FUNC, PTYPE):"]
+        out.extend(self.handler())
+        raw = raw_gen.generate_raw() if raw_gen is not None else None
+        if raw:
+            out.extend(raw)
+            out.append(f"    p{self.cp.index}.raw = p{self.cp.index}r")
+        out.append(f"    return p{self.cp.index}")
+        out.append("")
+        return out
+
+    def generate_raw(self) -> list[str] | None:
+        """``pNr(m, a)`` for a tracepoint-only probe that reads nothing but its fields, the
+        task and maps (no Event needed), or None."""
+        if not self.cp.resolved or any(rp.provider != "tracepoint" for rp in self.cp.resolved):
+            return None
+        lines = self.handler()
+        if self.needs_ev or any(_EV.search(line) for line in lines[1:]):
+            return None
+        return lines
+
+    def handler(self) -> list[str]:
         cp = self.cp
         self.block(cp.probe.body.stmts, 3)
         body = self.lines
@@ -635,16 +674,19 @@ class _ProbeGen:
         pred = None
         if cp.probe.pred is not None:
             pred = self.ex(cp.probe.pred)
-        out = [f"def mk_p{cp.index}(PROBE, FUNC, PTYPE):",
-               f"    def p{cp.index}(ev):"]
+        out = [f"    def p{cp.index}r(m, a):" if self.raw else f"    def p{cp.index}(ev):"]
         names = list(self.vars.values())
         if names:
             out.append("        " + " = ".join(names) + " = 0")
         out.append("        try:")
-        if self.uses_task:
-            out.append("            t = ev.task or _NOTASK")
-        if self.uses_args:
-            out.append("            a = ev.args")
+        if self.raw:
+            if self.uses_task:  # Machine.current, read directly
+                out.append("            t = (_c[m.cpu] if (_c := m.cpu_curr) else None) or _NOTASK")
+        else:
+            if self.uses_task:
+                out.append("            t = ev.task or _NOTASK")
+            if self.uses_args:
+                out.append("            a = ev.args")
         if cp.has_loops:
             out.append("            _n = 0")
         for fn, fbody in self.g.closures.get(id(self), []):
@@ -663,8 +705,6 @@ class _ProbeGen:
         out.append("            rt.fatal(e)")
         out.append("        except Exception as e:")
         out.append(f"            rt.internal(e, {self.L(cp.probe)})")
-        out.append(f"    return p{cp.index}")
-        out.append("")
         return out
 
 
@@ -717,8 +757,11 @@ class CodeGen:
 
     def source(self) -> str:
         lines = ["# generated by mmdbg.probe.codegen", ""]
+        gens = []  # kept alive: closures are keyed by id(generator)
         for cp in self.checked.probes:
-            lines.extend(_ProbeGen(self, cp).generate())
+            g, rg = _ProbeGen(self, cp), _ProbeGen(self, cp, raw=True)
+            gens += (g, rg)
+            lines.extend(g.generate(rg))
         return "\n".join(lines) + "\n"
 
 
@@ -804,7 +847,7 @@ class CompiledProgram:
             "_cast": R.cast, "_hist_index": R.hist_index, "_lhist_index": R.lhist_index,
             "_avg_of": R.avg_of, "_Record": V.Record, "_NOTASK": R.NOTASK,
             "_USTACK": V.Stack(()), "_bool": bool, "_len": len, "_range": range, "_list": list,
-            "_getattr": _safe_getattr, "_int": _int, "_override": _override,
+            "_getattr": _safe_getattr, "_dget": _safe_dget, "_int": _int, "_override": _override,
             "_exit": _exit_factory(rt), "_stop": _stop_factory(rt), "_strncmp": _strncmp,
             "_bswap": _bswap, "_strerror": _strerror, "_is_err": _is_err,
         }
@@ -819,6 +862,13 @@ def _safe_getattr(obj: Any, name: str, default: Any) -> Any:
     if name.startswith("__") and name.endswith("__"):
         return default
     return R.to_value(getattr(obj, name, default))
+
+
+def _safe_dget(fields: dict[str, Any], name: str, default: Any) -> Any:
+    """:func:`_safe_getattr` for a raw handler's fields dict."""
+    if name.startswith("__") and name.endswith("__"):
+        return default
+    return R.to_value(fields.get(name, default))
 
 
 def compile_checked(checked: CheckedProgram) -> CompiledProgram:

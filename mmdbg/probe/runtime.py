@@ -303,6 +303,10 @@ class Runtime:
     def args_record(self, args: Any, names: tuple[str, ...]) -> V.Record:
         return V.Record(names, tuple(to_value(getattr(args, n, 0)) for n in names))
 
+    def args_record_fields(self, fields: dict[str, Any], names: tuple[str, ...]) -> V.Record:
+        """:meth:`args_record` for a raw tracepoint handler's fields dict."""
+        return V.Record(names, tuple(to_value(fields.get(n, 0)) for n in names))
+
     # -- builtins -----------------------------------------------------------------------
     def kstack(self, ev: Any, limit: int | None, mode: str, ptype: str = "") -> V.Stack:
         try:

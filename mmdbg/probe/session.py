@@ -111,6 +111,17 @@ def _index_or_call(obj: Any, i: int) -> Any:
         return None
 
 
+def _raw_ok(machine: Any) -> bool:
+    """Raw tracepoint handlers read the task, cpu and clock as :class:`~mmdbg.sim.trace.Event`
+    does through ``Machine.current``/``smp_processor_id()`` (``cpu_curr[cpu]``, ``cpu``), so
+    only a :class:`~mmdbg.sim.machine.Machine` with the stock methods gets them."""
+    from mmdbg.sim.machine import Machine
+
+    cls = type(machine)
+    return (isinstance(machine, Machine) and cls.current is Machine.__dict__["current"]
+            and cls.smp_processor_id is Machine.smp_processor_id)
+
+
 class ProbeSession:
     """One program attached to one machine."""
 
@@ -172,7 +183,12 @@ class ProbeSession:
         elif p == "end":
             self.end.append((rp.name, handler))
         elif p == "tracepoint":
-            self.attachments.append(rp.target.attach(handler, machine=m))
+            raw = getattr(handler, "raw", None)
+            if raw is not None and _raw_ok(m) and hasattr(rp.target, "attach_raw"):
+                # handler(machine, fields): no Event built per event (codegen made it)
+                self.attachments.append(rp.target.attach_raw(raw, machine=m))
+            else:
+                self.attachments.append(rp.target.attach(handler, machine=m))
         elif p in ("kprobe", "fentry"):
             self.attachments.append(rp.target.attach(handler, ret=False, machine=m))
         elif p in ("kretprobe", "fexit"):

@@ -33,7 +33,10 @@ Which machine?
     every handler is attached for one machine: events from another machine do not reach it.
 
 Handlers receive an :class:`Event`.  A kprobe handler may set ``ev.override`` to make the
-probed function return that value without running (bpftrace's ``override()``).
+probed function return that value without running (bpftrace's ``override()``).  A tracepoint
+handler that needs no Event (no stack, retval or override) can be attached with
+:meth:`Tracepoint.attach_raw` and is called as ``handler(machine, fields_dict)``; compiled
+probes use it when they can (``bench/bench_probe.py`` measures both surfaces).
 """
 
 from __future__ import annotations
@@ -106,13 +109,15 @@ class Event:
 class Attachment:
     """A handler attached to a tracepoint or kernel function; ``detach()`` removes it."""
 
-    __slots__ = ("handler", "kind", "machine", "target")
+    __slots__ = ("handler", "kind", "machine", "raw", "target")
 
-    def __init__(self, target: Any, kind: str, handler: Callable[[Event], Any], machine: Any):
+    def __init__(self, target: Any, kind: str, handler: Callable[..., Any], machine: Any,
+                 raw: bool = False):
         self.target = target
         self.kind = kind
         self.handler = handler
         self.machine = machine
+        self.raw = raw  # a tracepoint handler called as handler(machine, fields_dict)
 
     def detach(self) -> None:
         self.target._detach(self)
@@ -135,17 +140,30 @@ class TraceField(SimpleNamespace):
     pointer: bool
 
 
+_new = object.__new__
+_NO_FAST = object()  # a machine no event comes from: the fast path is off
+
+
 class Tracepoint:
-    """One kernel tracepoint: ``category:name`` with its fields and print format."""
+    """One kernel tracepoint: ``category:name`` with its fields and print format.
+
+    ``fire`` is a per-tracepoint function (set once in ``__init__``, never replaced), so
+    ``tp.fire(field=value, ...)`` is a plain call.  When exactly one *raw* handler is attached
+    (:meth:`attach_raw`) it goes straight to ``handler(machine, fields)`` with no
+    :class:`Event` or :class:`TraceArgs` built; otherwise every handler attached for the
+    current machine is called in attach order, Event handlers with one shared :class:`Event`.
+    """
 
     __slots__ = (
         "_handlers",
         "_htuple",
+        "_set_fast",
         "category",
         "declared",
         "enabled",
         "field_names",
         "fields",
+        "fire",
         "name",
         "printk",
         "proto",
@@ -163,6 +181,7 @@ class Tracepoint:
         self.declared = False
         self._handlers: list[Attachment] = []
         self._htuple: tuple[Attachment, ...] = ()
+        self.fire, self._set_fast = _make_fire(self)
 
     @property
     def full_name(self) -> str:
@@ -172,27 +191,99 @@ class Tracepoint:
         return f"<Tracepoint {self.full_name}>"
 
     def attach(self, handler: Callable[[Event], Any], machine: Any = None) -> Attachment:
+        """Call ``handler(ev)`` with an :class:`Event` for each event on ``machine``."""
         att = Attachment(self, "tracepoint", handler, machine or _current)
         self._handlers.append(att)
-        self._htuple = tuple(self._handlers)
-        self.enabled = True
+        self._changed()
+        return att
+
+    def attach_raw(self, handler: Callable[[Any, dict[str, Any]], Any],
+                   machine: Any = None) -> Attachment:
+        """Call ``handler(machine, fields)`` for each event on ``machine``: ``fields`` is the
+        dict of the tracepoint's fields (shared with other handlers: read it, never change it).
+        No Event is built, so the handler has no stack, retval or override."""
+        att = Attachment(self, "tracepoint", handler, machine or _current, raw=True)
+        self._handlers.append(att)
+        self._changed()
         return att
 
     def _detach(self, att: Attachment) -> None:
         if att in self._handlers:
             self._handlers.remove(att)
-        self._htuple = tuple(self._handlers)
-        self.enabled = bool(self._handlers)
+        self._changed()
 
-    def fire(self, **fields: Any) -> None:
-        """Deliver one event to the handlers attached for the current machine."""
-        m = _current
-        args = TraceArgs()
-        args.__dict__ = fields
-        ev = Event(self, m, args)
+    def _changed(self) -> None:
+        hs = self._htuple = tuple(self._handlers)
+        self.enabled = bool(hs)
+        if len(hs) == 1:  # one handler: fire() calls it without the loop
+            att = hs[0]
+            self._set_fast(att.machine, att.handler if att.raw else _event_caller(self, att.handler))
+        else:
+            self._set_fast(_NO_FAST, None)
+
+    def _fire_all(self, m: Any, fields: dict[str, Any]) -> None:
+        """Deliver one event to every handler attached for machine ``m``."""
+        ev = None
         for att in self._htuple:
             if att.machine is m:
-                att.handler(ev)
+                if att.raw:
+                    att.handler(m, fields)
+                else:
+                    if ev is None:
+                        ev = _tp_event(self, m, fields)
+                    att.handler(ev)
+
+
+def _tp_event(tp: Tracepoint, m: Any, fields: dict[str, Any]) -> Event:
+    """``Event(tp, m, args)`` for a tracepoint, without the ``__init__`` call."""
+    args = TraceArgs()
+    args.__dict__ = fields
+    ev = _new(Event)
+    ev.probe = tp
+    ev.machine = m
+    ev.args = args
+    ev.entry = False
+    ev.retval = None
+    ev.override = _NO_OVERRIDE
+    return ev
+
+
+def _event_caller(tp: Tracepoint, handler: Callable[[Event], Any]) -> Callable[[Any, Any], None]:
+    """A raw-convention caller for one Event handler (the single-handler fast path)."""
+
+    def call(m: Any, fields: dict[str, Any]) -> None:
+        args = TraceArgs()
+        args.__dict__ = fields
+        ev = _new(Event)
+        ev.probe = tp
+        ev.machine = m
+        ev.args = args
+        ev.entry = False
+        ev.retval = None
+        ev.override = _NO_OVERRIDE
+        handler(ev)
+
+    return call
+
+
+def _make_fire(tp: Tracepoint) -> tuple[Callable[..., None], Callable[[Any, Any], None]]:
+    fast_m: Any = _NO_FAST
+    fast_h: Any = None
+    fire_all = tp._fire_all
+
+    def fire(**fields: Any) -> None:
+        """Deliver one event to the handlers attached for the current machine."""
+        m = _current
+        if m is fast_m:
+            fast_h(m, fields)
+        else:
+            fire_all(m, fields)
+
+    def set_fast(m: Any, h: Any) -> None:
+        nonlocal fast_m, fast_h
+        fast_m, fast_h = m, h
+
+    return fire, set_fast
 
 
 def _load_tracepoints() -> dict[str, Tracepoint]:
