@@ -33,7 +33,7 @@ PROVIDERS = ("kprobe:", "kretprobe:", "fentry:", "fexit:", "tracepoint:", "inter
              "profile:", "software:", "watchpoint:", "BEGIN", "END")
 LOCATION_COMMANDS = {"break", "b", "br", "tbreak", "tb", "until", "u", "advance"}
 PID_COMMANDS = {"set", "bt", "pmap", "ps", "vm", "foreach", "kill", "backtrace", "where"}
-PATH_COMMANDS = {"cat", "ls", "echo", "source"}
+PATH_COMMANDS = {"cat", "ls", "echo", "source", "mkdir", "rmdir"}
 
 
 class MmdbgCompleter(Completer):

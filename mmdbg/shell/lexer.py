@@ -43,8 +43,8 @@ SHELL_KEYWORDS = ("break", "tbreak", "condition", "ignore", "commands", "end", "
                   "step", "next", "finish", "until", "advance", "interrupt", "bt", "frame",
                   "up", "down", "info", "p", "px", "print", "struct", "kmem", "ps", "set",
                   "vm", "vtop", "ptov", "rd", "wr", "search", "log", "sys", "foreach", "cat",
-                  "echo", "ls", "sysctl", "help", "alias", "source", "probes", "detach",
-                  "clear", "pmap", "free", "vmstat", "numastat", "perf", "trace-cmd",
+                  "echo", "ls", "mkdir", "rmdir", "sysctl", "help", "alias", "source", "probes",
+                  "detach", "clear", "pmap", "free", "vmstat", "numastat", "perf", "trace-cmd",
                   "scenario", "call", "quit", "exit", "silent", "if")
 
 

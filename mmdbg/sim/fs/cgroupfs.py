@@ -9,7 +9,9 @@ v2: ``cgroup.procs``, ``memory.current``, ``memory.peak``, ``memory.max``, ``mem
 ``memory.low``, ``memory.min``, ``memory.swap.current``, ``memory.swap.max``,
 ``memory.swap.events``, ``memory.oom.group``, ``memory.events``, ``memory.events.local``,
 ``memory.stat``.  v1: ``memory.limit_in_bytes``, ``memory.usage_in_bytes``,
-``memory.max_usage_in_bytes``, ``memory.failcnt``, ``memory.oom_control``.  Values are bytes;
+``memory.max_usage_in_bytes``, ``memory.failcnt``, ``memory.oom_control``,
+``memory.kmem.{usage_in_bytes,max_usage_in_bytes,failcnt}`` (no ``kmem.limit_in_bytes``:
+6.1 removed it).  Values are bytes;
 limits read ``max`` when unlimited (v1: PAGE_COUNTER_MAX * PAGE_SIZE).  Writes parse like
 the kernel's ``page_counter_memparse`` (a number with K/M/G suffix, or ``max``) and are
 rounded down to pages; a lower ``memory.max`` reclaims down to it (and OOM-kills if it cannot),
@@ -53,11 +55,11 @@ def memory_stat_text(m: Any, memcg: Any) -> str:
     ev = mc.memcg_events(memcg)
     zs = getattr(m, "zswap", None)
     zbytes, zpages = zs.memcg_usage(memcg) if zs is not None else (0, 0)
-    kernel = sum(c.kernel_pages for c in memcg.subtree())
+    km = mc.memcg_kmem_state(m, memcg)
     P = 4096
     rows = [
-        ("anon", st["anon"] * P), ("file", st["file"] * P), ("kernel", kernel * P),
-        ("kernel_stack", 0), ("pagetables", 0), ("sec_pagetables", 0), ("percpu", 0),
+        ("anon", st["anon"] * P), ("file", st["file"] * P), ("kernel", km["kernel"]),
+        ("kernel_stack", 0), ("pagetables", km["pagetables"]), ("sec_pagetables", 0), ("percpu", 0),
         ("sock", 0), ("vmalloc", 0), ("shmem", st["shmem"] * P), ("zswap", zbytes),
         ("zswapped", zpages * P), ("file_mapped", st["file_mapped"] * P),
         ("file_dirty", st["file_dirty"] * P), ("file_writeback", st["file_writeback"] * P),
@@ -65,7 +67,9 @@ def memory_stat_text(m: Any, memcg: Any) -> str:
         ("shmem_thp", 0), ("inactive_anon", st["inactive_anon"] * P),
         ("active_anon", st["active_anon"] * P), ("inactive_file", st["inactive_file"] * P),
         ("active_file", st["active_file"] * P), ("unevictable", st["unevictable"] * P),
-        ("slab_reclaimable", 0), ("slab_unreclaimable", 0), ("slab", 0),
+        ("slab_reclaimable", km["slab_reclaimable"]),
+        ("slab_unreclaimable", km["slab_unreclaimable"]),
+        ("slab", km["slab_reclaimable"] + km["slab_unreclaimable"]),
     ]
     for n in ("workingset_refault_anon", "workingset_refault_file", "workingset_activate_anon",
               "workingset_activate_file", "workingset_restore_anon", "workingset_restore_file",
@@ -216,6 +220,10 @@ FILES: dict[str, tuple[Any, Any, bool]] = {
                                   _peak_write, False),
     "memory.failcnt": (lambda m, cg: f"{cg.memory.failcnt}\n", None, False),
     "memory.oom_control": (_oom_control, _oom_control_write, False),
+    "memory.kmem.usage_in_bytes": (lambda m, cg: f"{cg.kmem.usage * 4096}\n", None, False),
+    "memory.kmem.max_usage_in_bytes": (lambda m, cg: f"{cg.kmem.watermark * 4096}\n", None,
+                                       False),
+    "memory.kmem.failcnt": (lambda m, cg: f"{cg.kmem.failcnt}\n", None, False),
 }
 
 

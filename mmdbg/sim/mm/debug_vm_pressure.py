@@ -5,7 +5,9 @@
 * swap: each slot's count equals the swap PTEs naming it, SWAP_HAS_CACHE agrees with the swap
   cache, ``inuse_pages``/``nr_swap_pages``/``nr_swapcached`` equal recounts;
 * memcg: each cgroup's ``memory.current`` equals the pages charged to its subtree
-  (``memcg_data``) and ``memory.swap.current`` the swap slots charged to it.
+  (``memcg_data``, ``__GFP_ACCOUNT`` pages and the slab objcg pages; each objcg's pages hold
+  its live objects plus its byte stock; ``kernel`` equals the kmem charged) and
+  ``memory.swap.current`` the swap slots charged to it.
 """
 
 from __future__ import annotations
@@ -79,9 +81,27 @@ def check_memcg(m: Any) -> None:
     if mg is None:
         return
     local: dict[int, int] = {}
-    for cg in m.mem_map.memcg_data.values():
+    kmem: dict[int, int] = {}
+    data = m.mem_map.memcg_data
+    for cg in data.values():
         if hasattr(cg, "lruvecs"):
             local[id(cg)] = local.get(id(cg), 0) + 1
+    for pfn, nr in mg.kmem_pages.items():  # __GFP_ACCOUNT pages
+        objcg = data.get(pfn)
+        assert getattr(objcg, "is_objcg", False), f"kmem pfn {pfn:#x} without its objcg"
+        assert m.mem_map._refcount[pfn] > 0, f"kmem pfn {pfn:#x} charged but free"
+        kmem[id(objcg.memcg)] = kmem.get(id(objcg.memcg), 0) + nr
+    live: dict[int, int] = {}
+    for objcg, size, _ in mg.obj_exts.values():
+        live[id(objcg)] = live.get(id(objcg), 0) + size
+    for objcg in mg.objcgs:  # slab: the pages charged hold the live objects and the stock
+        assert objcg.nr_pages * 4096 == objcg.stock + live.get(id(objcg), 0), \
+            f"{objcg!r}: {objcg.nr_pages} pages != {objcg.stock} stock + live objects"
+        kmem[id(objcg.memcg)] = kmem.get(id(objcg.memcg), 0) + objcg.nr_pages
+    for cg in mg.root.subtree():
+        assert cg.kernel_pages == kmem.get(id(cg), 0), \
+            f"memcg {cg.path}: kernel {cg.kernel_pages} pages != {kmem.get(id(cg), 0)} charged"
+        local[id(cg)] = local.get(id(cg), 0) + kmem.get(id(cg), 0)
     swap_local: dict[int, int] = {}
     for cg in mg.swap_cgroup.values():
         swap_local[id(cg)] = swap_local.get(id(cg), 0) + 1

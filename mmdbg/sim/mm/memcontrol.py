@@ -19,16 +19,38 @@ protected usage); reclaim skips protected cgroups (low: unless nothing else is r
 counting ``memory.events low``).  Swap is charged per slot (``swap_cgroup``) against
 ``memory.swap.max``.
 
-Simplifications: no per-CPU charge stock (charges are exact), no charge moving, no socket or
-kmem accounting of slab objects (``__GFP_ACCOUNT`` page allocations are counted in ``kernel``);
-the v1 interface shows the same counters through the v1 file names.
+Kernel memory (``__GFP_ACCOUNT``, 6.x): a task outside the root (not a kthread) charges
+through its cgroup's ``obj_cgroup``.  Page allocations (``__memcg_kmem_charge_page`` from
+``__alloc_pages``) charge ``1 << order`` pages with ``try_charge_memcg`` (reclaim, then the
+memcg OOM killer for orders up to PAGE_ALLOC_COSTLY_ORDER) and leave ``memcg_data`` pointing at
+the objcg (``PageMemcgKmem``); ``free_pages_prepare`` uncharges them before its bad-page
+check.  Slab objects (``SLAB_ACCOUNT`` caches, the ``kmalloc-cg-*`` caches, ``__GFP_ACCOUNT``
+allocations) charge ``obj_full_size`` bytes (``s->size`` + the objcg pointer) through
+``obj_cgroup_charge``: whole pages are charged and the remainder kept as pre-charged bytes,
+which a free returns and gives back as pages once more than a page is held
+(``refill_obj_stock``).  memory.stat ``kernel`` is MEMCG_KMEM (pages and slab),
+``slab_reclaimable``/``slab_unreclaimable``/``slab`` the object bytes, ``pagetables`` the
+charged page-table pages.  A removed cgroup's objcgs move to the parent
+(``memcg_reparent_objcgs``).  The v1 ``kmem`` counter is kept as ``memcg_account_kmem``
+does (``memory.kmem.usage_in_bytes``); 6.x has no kmem limit.
+
+Simplifications: no per-CPU charge stock (charges are exact; the objcg byte stock is one per
+objcg, never drained to another CPU), no charge moving, no socket accounting, no
+``set_active_memcg`` for interrupts; the v1 interface shows the same counters through the v1
+file names.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from mmdbg.sim.include.gfp import __GFP_NOFAIL, __GFP_RETRY_MAYFAIL
+from mmdbg.sim.include.gfp import (
+    __GFP_DIRECT_RECLAIM,
+    __GFP_HIGH,
+    __GFP_NOFAIL,
+    __GFP_NORETRY,
+    __GFP_RETRY_MAYFAIL,
+)
 from mmdbg.sim.mm.swap import KIND_ANON, KIND_FILE, KIND_SHMEM, NR_LRU_LISTS, Lruvec
 from mmdbg.sim.trace import current_machine, kfunc
 
@@ -39,6 +61,11 @@ HZ = 1000
 MEMCG_MAX_HIGH_DELAY_JIFFIES = 2 * HZ
 MEMCG_DELAY_PRECISION_SHIFT = 20
 MEMCG_DELAY_SCALING_SHIFT = 14
+PAGE_SIZE = 4096
+PAGE_ALLOC_COSTLY_ORDER = 3
+MEMCG_DATA_KMEM = 2
+SLAB_ACCOUNT = 1 << 15  # include/linux/slab.h (mm/slab.py)
+SLAB_RECLAIM_ACCOUNT = 1 << 19
 MEMCG_EVENTS = ("low", "high", "max", "oom", "oom_kill", "oom_group_kill", "sock_throttled")
 
 
@@ -58,6 +85,27 @@ class PageCounter:
         self.failcnt = 0
         self.emin = 0
         self.elow = 0
+
+
+class ObjCgroup:
+    """``struct obj_cgroup``: what kernel memory is charged through; survives its memcg's
+    removal by pointing at the parent (``memcg_reparent_objcgs``).
+
+    ``nr_pages`` is what the slab side charged in pages, ``stock`` its pre-charged bytes not
+    used by live objects (the per-CPU obj_stock and ``nr_charged_bytes`` folded together).
+    """
+
+    __slots__ = ("memcg", "nr_pages", "stock")
+    ktype = "obj_cgroup"
+    is_objcg = True  # PageMemcgKmem for the page allocator
+
+    def __init__(self, memcg: MemCgroup) -> None:
+        self.memcg = memcg
+        self.nr_pages = 0
+        self.stock = 0
+
+    def __repr__(self) -> str:
+        return f"<obj_cgroup of {self.memcg.path}>"
 
 
 class MemCgroup:
@@ -87,7 +135,11 @@ class MemCgroup:
         self.oom_kill_disable = 0
         self.under_oom = 0
         self.swappiness = m.sysctl.get("vm.swappiness", 60)
-        self.kernel_pages = 0
+        self.kernel_pages = 0  # MEMCG_KMEM (local)
+        self.slab_bytes = [0, 0]  # NR_SLAB_RECLAIMABLE_B, NR_SLAB_UNRECLAIMABLE_B (local)
+        self.objcg = ObjCgroup(self)
+        self.objcg_list = [self.objcg]  # its own and those reparented to it
+        m.memcg.objcgs.append(self.objcg)
         self.online = True
 
     def __repr__(self) -> str:
@@ -120,11 +172,20 @@ class MemcgGlobals:
         self.next_id = 1
         self.root: Any = None
         self.swap_cgroup: dict[tuple[int, int], MemCgroup] = {}  # swap entry -> memcg
+        self.objcgs: list[ObjCgroup] = []  # every obj_cgroup ever made (for the checks)
+        self.kmem_pages: dict[int, int] = {}  # pfn -> pages charged by __memcg_kmem_charge_page
+        # slab_obj_exts: object address -> (objcg, obj_full_size, vmstat index)
+        self.obj_exts: dict[int, tuple[ObjCgroup, int, int]] = {}
 
 
 def mem_cgroup_init(m: Any) -> None:
     m.memcg = MemcgGlobals()
     m.memcg.root = MemCgroup(m, "", None)
+    h = m.hooks
+    h.memcg_kmem_charge = _h_kmem_charge
+    h.memcg_kmem_uncharge = _h_kmem_uncharge
+    h.memcg_slab_post_alloc_hook = _h_slab_post_alloc
+    h.memcg_slab_free_hook = _h_slab_free
 
 
 def root_mem_cgroup(m: Any) -> MemCgroup:
@@ -209,8 +270,9 @@ def mem_cgroup_remove(m: Any, path: str) -> None:
     for k, v in list(m.memcg.swap_cgroup.items()):
         if v is cg:
             m.memcg.swap_cgroup[k] = parent
+    memcg_reparent_objcgs(cg, parent)
     parent.memory.watermark = max(parent.memory.watermark, parent.memory.usage)
-    cg.memory.usage = cg.swap.usage = 0
+    cg.memory.usage = cg.swap.usage = cg.kmem.usage = 0
     parent.children.remove(cg)
 
 
@@ -302,10 +364,14 @@ def try_charge_memcg(memcg: MemCgroup, gfp_mask: int, nr_pages: int) -> int:
         if failed is None:
             break
         over = next(c for c in memcg.ancestors() if c.memory is failed)
+        if not gfp_mask & __GFP_DIRECT_RECLAIM:  # !gfpflags_allow_blocking()
+            return _nomem(m, memcg, gfp_mask, nr_pages, chain, over)
         memcg_memory_event(over, "max")
         reclaimed = vmscan.try_to_free_mem_cgroup_pages(over, nr_pages, gfp_mask, True)
         if mem_cgroup_margin(over) >= nr_pages:
             continue
+        if gfp_mask & __GFP_NORETRY:
+            return _nomem(m, memcg, gfp_mask, nr_pages, chain, None)
         if reclaimed and nr_retries > 0:
             nr_retries -= 1
             continue
@@ -313,15 +379,15 @@ def try_charge_memcg(memcg: MemCgroup, gfp_mask: int, nr_pages: int) -> int:
             nr_retries -= 1
             continue
         if gfp_mask & __GFP_RETRY_MAYFAIL:
-            return _nomem(m, memcg, gfp_mask, nr_pages, chain)
+            return _nomem(m, memcg, gfp_mask, nr_pages, chain, None)
         cur = m.current
         if passed_oom and cur is not None and fatal_signal_pending(cur):
-            return _nomem(m, memcg, gfp_mask, nr_pages, chain)
-        if mem_cgroup_oom(over, gfp_mask, 0):
+            return _nomem(m, memcg, gfp_mask, nr_pages, chain, None)
+        if mem_cgroup_oom(over, gfp_mask, get_order(nr_pages)):
             passed_oom = True
             nr_retries = MAX_RECLAIM_RETRIES
             continue
-        return _nomem(m, memcg, gfp_mask, nr_pages, chain)
+        return _nomem(m, memcg, gfp_mask, nr_pages, chain, None)
     # over memory.high: reclaim and throttle on the way back to user space
     if any(c.memory.usage > c.memory.high for c in memcg.ancestors()):
         for c in memcg.ancestors():
@@ -335,11 +401,20 @@ def try_charge_memcg(memcg: MemCgroup, gfp_mask: int, nr_pages: int) -> int:
     return 0
 
 
-def _nomem(m: Any, memcg: MemCgroup, gfp_mask: int, nr_pages: int, chain: list) -> int:
-    if gfp_mask & __GFP_NOFAIL:
-        page_counter_charge(chain, nr_pages)
-        return 0
-    return -12
+def get_order(nr_pages: int) -> int:
+    """get_order(nr_pages * PAGE_SIZE)."""
+    return max(0, (nr_pages - 1).bit_length())
+
+
+def _nomem(m: Any, memcg: MemCgroup, gfp_mask: int, nr_pages: int, chain: list,
+           unraised: MemCgroup | None) -> int:
+    """nomem/force: __GFP_NOFAIL and __GFP_HIGH (atomic) charges go over the limit."""
+    if not gfp_mask & (__GFP_NOFAIL | __GFP_HIGH):
+        return -12
+    if unraised is not None:  # the MEMCG_MAX event not raised yet (no reclaim was tried)
+        memcg_memory_event(unraised, "max")
+    page_counter_charge(chain, nr_pages)
+    return 0
 
 
 def calculate_overage(usage: int, high: int) -> int:
@@ -435,6 +510,213 @@ def mem_cgroup_swapin_charge_folio(folio: int, mm: Any, gfp: int, entry: tuple[i
     m.mem_map.memcg_data[folio] = memcg
     memcg.count_event("pgpgin", 1)
     return 0
+
+
+# -- kernel memory (__GFP_ACCOUNT) -----------------------------------------------------------------
+def current_obj_cgroup(m: Any) -> ObjCgroup | None:
+    """The objcg kernel memory of ``current`` is charged to: None for the root cgroup and
+    kthreads (without ``set_active_memcg``)."""
+    t = m.current
+    if t is None:
+        return None
+    memcg = getattr(t, "active_memcg", None)
+    if memcg is None:
+        if t.mm is None or t.is_kthread():
+            return None
+        memcg = task_memcg(m, t)
+    while memcg is not None and not memcg.is_root():
+        if memcg.online:
+            return memcg.objcg
+        memcg = memcg.parent
+    return None
+
+
+def memcg_account_kmem(memcg: MemCgroup, nr_pages: int) -> None:
+    """MEMCG_KMEM, and the v1 ``kmem`` page counter up the hierarchy."""
+    memcg.kernel_pages += nr_pages
+    c: MemCgroup | None = memcg
+    while c is not None:
+        k = c.kmem
+        k.usage += nr_pages
+        if k.usage > k.watermark:
+            k.watermark = k.usage
+        c = c.parent
+
+
+@kfunc
+def obj_cgroup_charge_pages(objcg: ObjCgroup, gfp: int, nr_pages: int) -> int:
+    memcg = objcg.memcg
+    ret = try_charge_memcg(memcg, gfp, nr_pages)
+    if ret:
+        return ret
+    memcg_account_kmem(memcg, nr_pages)
+    return 0
+
+
+@kfunc
+def obj_cgroup_uncharge_pages(objcg: ObjCgroup, nr_pages: int) -> None:
+    memcg = objcg.memcg
+    memcg_account_kmem(memcg, -nr_pages)
+    c: MemCgroup | None = memcg  # refill_stock -> page_counter_uncharge
+    while c is not None:
+        c.memory.usage -= nr_pages
+        c = c.parent
+
+
+@kfunc(aliases=("memcg_kmem_charge_page",))
+def __memcg_kmem_charge_page(page: int, gfp: int, order: int) -> int:
+    """Charge an __GFP_ACCOUNT page allocation: 0 or -ENOMEM (the page is then freed)."""
+    m = current_machine()
+    objcg = current_obj_cgroup(m)
+    if objcg is None:
+        return 0
+    nr = 1 << order
+    ret = obj_cgroup_charge_pages(objcg, gfp, nr)
+    if ret:
+        return ret
+    m.mem_map.memcg_data[page] = objcg  # objcg | MEMCG_DATA_KMEM
+    m.memcg.kmem_pages[page] = nr
+    return 0
+
+
+@kfunc(aliases=("memcg_kmem_uncharge_page",))
+def __memcg_kmem_uncharge_page(page: int, order: int) -> None:
+    m = current_machine()
+    objcg = m.mem_map.memcg_data.get(page)
+    if not isinstance(objcg, ObjCgroup):  # !folio_memcg_kmem()
+        return
+    nr = m.memcg.kmem_pages.pop(page, 1 << order)
+    obj_cgroup_uncharge_pages(objcg, nr)
+    del m.mem_map.memcg_data[page]
+
+
+def _h_kmem_charge(pfn: int, gfp: int, order: int) -> bool:
+    return __memcg_kmem_charge_page(pfn, gfp, order) == 0
+
+
+def _h_kmem_uncharge(pfn: int, order: int) -> None:
+    __memcg_kmem_uncharge_page(pfn, order)
+
+
+def obj_full_size(s: Any) -> int:
+    """What one object costs its cgroup: the slot and the objcg pointer in slab_obj_exts."""
+    return s.size + 8
+
+
+def cache_vmstat_idx(s: Any) -> int:
+    """0: NR_SLAB_RECLAIMABLE_B, 1: NR_SLAB_UNRECLAIMABLE_B."""
+    return 0 if s.flags & SLAB_RECLAIM_ACCOUNT else 1
+
+
+@kfunc(aliases=("refill_obj_stock",))
+def obj_cgroup_refill(objcg: ObjCgroup, nr_bytes: int, allow_uncharge: bool) -> None:
+    objcg.stock += nr_bytes
+    if allow_uncharge and objcg.stock > PAGE_SIZE:
+        nr_pages = objcg.stock >> 12
+        objcg.stock &= PAGE_SIZE - 1
+        objcg.nr_pages -= nr_pages
+        obj_cgroup_uncharge_pages(objcg, nr_pages)
+
+
+@kfunc
+def obj_cgroup_charge(objcg: ObjCgroup, gfp: int, size: int) -> int:
+    """Charge ``size`` bytes: from the pre-charged bytes, else whole pages (the rest kept)."""
+    if objcg.stock >= size:  # consume_obj_stock
+        objcg.stock -= size
+        return 0
+    nr_pages = size >> 12
+    nr_bytes = size & (PAGE_SIZE - 1)
+    if nr_bytes:
+        nr_pages += 1
+    ret = obj_cgroup_charge_pages(objcg, gfp, nr_pages)
+    if ret:
+        return ret
+    objcg.nr_pages += nr_pages
+    if nr_bytes:
+        obj_cgroup_refill(objcg, PAGE_SIZE - nr_bytes, False)
+    return 0
+
+
+@kfunc
+def obj_cgroup_uncharge(objcg: ObjCgroup, size: int) -> None:
+    obj_cgroup_refill(objcg, size, True)
+
+
+def mod_objcg_state(objcg: ObjCgroup, idx: int, nr: int) -> None:
+    objcg.memcg.slab_bytes[idx] += nr
+
+
+@kfunc(aliases=("memcg_slab_post_alloc_hook",))
+def __memcg_slab_post_alloc_hook(s: Any, flags: int, obj: int) -> bool:
+    """Charge one new object of an accounted allocation; False fails the allocation."""
+    m = s.machine
+    objcg = current_obj_cgroup(m)
+    if objcg is None:
+        return True
+    size = obj_full_size(s)
+    if obj_cgroup_charge(objcg, flags, size):
+        return False
+    if not s.flags & SLAB_ACCOUNT and not m.slab_hooked:
+        # an __GFP_ACCOUNT object in an unaccounted cache: kfree must see it from now on
+        from mmdbg.sim.mm import slab_common
+
+        slab_common.set_hooked(m, True)
+    idx = cache_vmstat_idx(s)
+    m.memcg.obj_exts[obj] = (objcg, size, idx)
+    mod_objcg_state(objcg, idx, size)
+    return True
+
+
+@kfunc(aliases=("memcg_slab_free_hook",))
+def __memcg_slab_free_hook(s: Any, obj: int) -> None:
+    m = s.machine
+    ext = m.memcg.obj_exts.pop(obj, None)
+    if ext is None:
+        return
+    objcg, size, idx = ext
+    obj_cgroup_uncharge(objcg, size)
+    mod_objcg_state(objcg, idx, -size)
+
+
+def _h_slab_post_alloc(s: Any, flags: int, obj: int) -> bool:
+    return __memcg_slab_post_alloc_hook(s, flags, obj)
+
+
+def _h_slab_free(s: Any, obj: int) -> None:
+    __memcg_slab_free_hook(s, obj)
+
+
+def memcg_reparent_objcgs(memcg: MemCgroup, parent: MemCgroup) -> None:
+    """rmdir: the cgroup's objcgs (and their kernel memory statistics) move to the parent."""
+    for objcg in memcg.objcg_list:
+        objcg.memcg = parent
+    parent.objcg_list.extend(memcg.objcg_list)
+    memcg.objcg_list = []
+    parent.kernel_pages += memcg.kernel_pages
+    memcg.kernel_pages = 0
+    for i in (0, 1):
+        parent.slab_bytes[i] += memcg.slab_bytes[i]
+        memcg.slab_bytes[i] = 0
+
+
+def memcg_kmem_state(m: Any, memcg: MemCgroup) -> dict[str, int]:
+    """Hierarchical kernel-memory statistics in bytes for memory.stat."""
+    from mmdbg.sim.mm import page_flags as pf
+
+    sub = memcg.subtree()
+    ids = {id(c) for c in sub}
+    pagetables = 0
+    mc = m.mem_map._mapcount
+    data = m.mem_map.memcg_data
+    for pfn, nr in m.memcg.kmem_pages.items():
+        objcg = data.get(pfn)
+        if objcg is not None and id(objcg.memcg) in ids and \
+                pf.page_type_of(mc[pfn]) == pf.PGTY_table:
+            pagetables += nr
+    return {"kernel": sum(c.kernel_pages for c in sub) * PAGE_SIZE,
+            "pagetables": pagetables * PAGE_SIZE,
+            "slab_reclaimable": sum(c.slab_bytes[0] for c in sub),
+            "slab_unreclaimable": sum(c.slab_bytes[1] for c in sub)}
 
 
 # -- swap charging --------------------------------------------------------------------------------

@@ -164,6 +164,7 @@ class AllocHooks:
         self.out_of_memory = lambda gfp, order, ac: False
         self.zone_reclaimable_pages = lambda zone: 0
         self.memcg_kmem_charge = lambda pfn, gfp, order: True
+        self.memcg_kmem_uncharge = lambda pfn, order: None
 
 
 # ---------------------------------------------------------------------------------------
@@ -1004,6 +1005,8 @@ def free_pages_prepare(m: Any, pfn: int, order: int) -> bool:
     if pfn + n > mem_map.max_pfn or pfn < 0:
         bad_page(m, pfn, "page outside memory map")
         return False
+    if getattr(mem_map.memcg_data.get(pfn), "is_objcg", False):  # PageMemcgKmem
+        m.hooks.memcg_kmem_uncharge(pfn, order)  # __memcg_kmem_uncharge_page
     reason = page_bad_reason(m, pfn, pf.PAGE_FLAGS_CHECK_AT_FREE)
     if reason is None and order:
         ch = mem_map.compound_head
