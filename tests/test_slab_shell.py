@@ -14,12 +14,12 @@ from mmdbg.workloads import scenarios
 
 KMEM_S = """\
 CACHE             OBJSIZE  ALLOCATED     TOTAL  SLABS  SSIZE  NAME
-ffff88800f407000     1000          5        16      1    16k  kmalloc_test_cache
+ffff88800f40b000     1000          5        16      1    16k  kmalloc_test_cache
 """
 
 KMEM_S_DETAIL = KMEM_S + """\
 CPU 0 KMEM_CACHE_CPU:
-  ffff88800f408000
+  ffff88800f40c000
 CPU 0 SLAB:
   SLAB              MEMORY            NODE  TOTAL  ALLOCATED  FREE
   ffffea00003d0400  ffff88800f410000     0     16          5    11
@@ -43,13 +43,13 @@ CPU 0 SLAB:
 CPU 0 PARTIAL:
   (empty)
 CPU 1 KMEM_CACHE_CPU:
-  ffff88800f409000
+  ffff88800f40d000
 CPU 1 SLAB:
   (empty)
 CPU 1 PARTIAL:
   (empty)
 KMEM_CACHE_NODE   NODE  SLABS  PARTIAL  PER-CPU
-ffff88800f407100     0      1        0        1
+ffff88800f40b100     0      1        0        1
 NODE 0 PARTIAL:
   (empty)
 NODE 0 FULL:

@@ -192,6 +192,9 @@ class Machine:
         from mmdbg.sim.kernel import vm_init  # issue 3: processes, address spaces, scheduler
 
         vm_init.vm_init(self)
+        from mmdbg.sim.mm import init_mm  # mm/init-mm.c: init_mm and swapper_pg_dir
+
+        init_mm.init_mm_init(self)
         from mmdbg.sim.mm import kmemleak  # late_initcall: the kmemleak scan thread
 
         kmemleak.kmemleak_late_init(self)

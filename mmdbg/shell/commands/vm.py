@@ -224,7 +224,8 @@ def _decode_pte(value: int) -> list[str]:
     address => its value) and PAGE, the leaf decoded (PTE PHYSICAL FLAGS), the VMA, and the
     page's struct page line.  A swapped-out page shows its swap type and offset.
       -c pid  use that task's page tables (default: the context task)
-      -u|-k   force a user / kernel address (kernel: the direct map, no walk)""",
+      -u|-k   force a user / kernel address (kernel: vmalloc and module addresses walk
+              init_mm's tables from swapper_pg_dir; the direct map is arithmetic)""",
     examples=(("Translate a user address of pid 3:", "vtop -c 3 7f0000001000"),),
     options=("-c", "-u", "-k"),
 )
@@ -264,6 +265,12 @@ def cmd_vtop(ctx: CommandContext, args: list[str]) -> None:
 
 
 def _vtop_kernel(ctx: CommandContext, m: Any, addr: int) -> None:
+    from mmdbg.sim.mm import vmalloc
+
+    if getattr(m, "init_mm", None) is not None and (
+            vmalloc.is_vmalloc_addr(addr) or vmalloc.MODULES_VADDR <= addr < vmalloc.MODULES_END):
+        _vtop_init_mm(ctx, m, addr)
+        return
     paddr = addr - PAGE_OFFSET
     if not 0 <= paddr < m.mem_map.max_pfn << PAGE_SHIFT:
         raise CommandError(f"vtop: {addr:x}: not a direct-map address (only the direct map "
@@ -275,6 +282,30 @@ def _vtop_kernel(ctx: CommandContext, m: Any, addr: int) -> None:
     ctx.print()
     for line in _kmem_p_line(m, paddr >> PAGE_SHIFT):
         ctx.print(line)
+
+
+def _vtop_init_mm(ctx: CommandContext, m: Any, addr: int) -> None:
+    """A vmalloc/module address: crash's walk of init_mm's tables from swapper_pg_dir."""
+    from mmdbg.sim.mm.init_mm import SWAPPER_PG_DIR
+
+    walk = pt.walk_entries(m.init_mm, addr)
+    leaf = walk[-1][2] if walk[-1][0] == "PTE" else 0
+    present = bool(leaf & pt._PAGE_PRESENT)
+    ctx.print("VIRTUAL           PHYSICAL")
+    phys = f"{(leaf & pt.PTE_PFN_MASK) | (addr & 0xFFF):x}" if present else "(not mapped)"
+    ctx.print(f"{addr:<16x}  {phys}")
+    ctx.print()
+    ctx.print(f"PGD DIRECTORY: {SWAPPER_PG_DIR:x}")
+    for name, eaddr, value, _table in walk:
+        ctx.print(f"{name:>6}: {eaddr:x} => {value:x}")
+    if present:
+        ctx.print(f"  PAGE: {leaf & pt.PTE_PFN_MASK:x}")
+        ctx.print()
+        for line in _decode_pte(leaf):
+            ctx.print(line)
+        ctx.print()
+        for line in _kmem_p_line(m, (leaf & pt.PTE_PFN_MASK) >> PAGE_SHIFT):
+            ctx.print(line)
 
 
 def _vtop_user(ctx: CommandContext, m: Any, t: Any, addr: int) -> None:

@@ -146,7 +146,10 @@ def check_vm(m: Any) -> None:
         for i, name in enumerate(RESIDENT_PAGE_TYPES):
             assert mm.rss_stat[i] == rss[i], \
                 f"{who}: {name} {mm.rss_stat[i]} != page-table recount {rss[i]}"
-    # page-table pages
+    # page-table pages (init_mm's too, except swapper_pg_dir: an image page, not counted)
+    from mmdbg.sim.mm.init_mm import kernel_table_pfns
+
+    tables.extend(kernel_table_pfns(m)[1])
     registry = set(vm.pgtables)
     assert len(set(tables)) == len(tables), "a page-table page is used twice"
     assert registry == set(tables), \

@@ -12,11 +12,13 @@
 * ``/proc/vmallocinfo`` (``s_show``) and ``VmallocUsed`` (``vmalloc_nr_pages``);
 * ``vmalloc_to_page``/``vmalloc_to_pfn``, ``is_vmalloc_addr``, ``find_vm_area``.
 
-Kernel page tables (init_mm): this module keeps its own ``vaddr -> pfn`` map
-(``machine.vmap_pages``) and calls :func:`vmap_pages_range` for each mapping, which maps through
-the x86 page tables of ``init_mm`` (``sim/arch/x86/pgtable.py``) when the machine has a kernel
-mm (``machine.init_mm``); until then the map is the only translation (the seam is that one
-function).
+Kernel page tables (init_mm, ``sim/mm/init_mm.py``): :func:`vmap_pages_range` writes
+``PAGE_KERNEL`` PTEs into init_mm's x86 page tables (missing tables allocated from the buddy
+allocator, never freed: vunmap only clears PTEs, as the kernel does).  ``vmalloc_to_page`` and
+``kmem ADDR`` walk those tables.  ``machine.vmap_pages`` (``vaddr >> PAGE_SHIFT -> pfn``) is kept
+as a translation cache for simulated kernel memory accesses; ``check_init_mm`` verifies it
+against the page tables.  vfree/vunmap clear the PTEs at once (``vunmap_range_noflush``); the
+kernel TLB flush (``flush_tlb_kernel_range``) is deferred to the lazy purge, as in the kernel.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from bisect import bisect_left, insort
 from typing import Any
 
 from mmdbg.sim import trace as _trace
+from mmdbg.sim.arch.x86 import pgtable, tlb
 from mmdbg.sim.include.gfp import __GFP_NOWARN, __GFP_ZERO, GFP_KERNEL
 from mmdbg.sim.lib import stackdepot
 from mmdbg.sim.mm import page_alloc
@@ -161,8 +164,9 @@ def is_vmalloc_addr(addr: int) -> bool:
     return VMALLOC_START <= addr < VMALLOC_END
 
 
-def vmap_pages_range(m: Any, addr: int, pfns: list[int], order: int = 0) -> None:
-    """Map pages at ``addr`` (init_mm page tables when the machine has them)."""
+def vmap_pages_range(m: Any, addr: int, pfns: list[int], order: int = 0) -> int:
+    """Map pages at ``addr`` in init_mm (``pfns`` of ``1 << order`` pages each); -ENOMEM if a
+    table cannot be allocated."""
     vp = m.vmap_pages
     base = addr >> PAGE_SHIFT
     i = 0
@@ -170,37 +174,64 @@ def vmap_pages_range(m: Any, addr: int, pfns: list[int], order: int = 0) -> None
         for j in range(1 << order):
             vp[base + i] = pfn + j
             i += 1
-    init_mm = getattr(m, "init_mm", None)
-    if init_mm is not None and getattr(init_mm, "pgd", None) is not None:
-        from mmdbg.sim.arch.x86 import pgtable
-
-        a = addr
-        for pfn in pfns:
-            for j in range(1 << order):
-                pte = pgtable.pte_table_alloc(init_mm, a)
-                if pte is not None:
-                    pte[a >> PAGE_SHIFT & 511] = pgtable.pfn_pte(pfn + j, pgtable.PAGE_KERNEL) \
-                        if hasattr(pgtable, "PAGE_KERNEL") else (pfn + j) << PAGE_SHIFT | 0x163
-                a += PAGE_SIZE
+    if getattr(m, "init_mm", None) is None:
+        return 0
+    return vmap_pages_range_noflush(addr, addr + (i << PAGE_SHIFT), pgtable.PAGE_KERNEL, pfns,
+                                    PAGE_SHIFT + order)
 
 
-def vunmap_range(m: Any, addr: int, size: int) -> None:
+@kfunc
+def vmap_pages_range_noflush(addr: int, end: int, prot: int, pages: list[int],
+                             page_shift: int) -> int:
+    """Install PTEs for ``pages`` in init_mm (4K PTEs even for huge pages)."""
+    init_mm = _trace._current.init_mm
+    a = addr
+    for pfn in pages:
+        for j in range(1 << (page_shift - PAGE_SHIFT)):
+            pte = pgtable.pte_table_alloc_kernel(init_mm, a)
+            if pte is None:
+                return -12  # -ENOMEM
+            pte[a >> PAGE_SHIFT & 511] = pgtable.pfn_pte(pfn + j, prot)
+            a += PAGE_SIZE
+    return 0
+
+
+@kfunc
+def vunmap_range_noflush(start: int, end: int) -> None:
+    """Clear init_mm's PTEs in [start, end); the tables stay (the kernel never frees them)."""
+    m = _trace._current
     vp = m.vmap_pages
-    base = addr >> PAGE_SHIFT
-    for i in range(size >> PAGE_SHIFT):
-        vp.pop(base + i, None)
+    for vpn in range(start >> PAGE_SHIFT, end >> PAGE_SHIFT):
+        vp.pop(vpn, None)
     init_mm = getattr(m, "init_mm", None)
-    if init_mm is not None and getattr(init_mm, "pgd", None) is not None:
-        from mmdbg.sim.arch.x86 import pgtable
+    if init_mm is None:
+        return
+    for a in range(start, end, PAGE_SIZE):
+        pte = pgtable.pte_table_lookup(init_mm, a)
+        if pte is not None:
+            pte[a >> PAGE_SHIFT & 511] = 0
 
-        for a in range(addr, addr + size, PAGE_SIZE):
-            pte = pgtable.pte_table_lookup(init_mm, a)
-            if pte is not None:
-                pte[a >> PAGE_SHIFT & 511] = 0
+
+@kfunc
+def vunmap_range(addr: int, end: int) -> None:
+    """Unmap and flush the kernel TLB at once (the exported, non-lazy path)."""
+    vunmap_range_noflush(addr, end)
+    tlb.flush_tlb_kernel_range(addr, end)
+
+
+def _kernel_pte(m: Any, addr: int) -> int:
+    init_mm = getattr(m, "init_mm", None)
+    if init_mm is None:
+        pfn = m.vmap_pages.get(addr >> PAGE_SHIFT)
+        return 0 if pfn is None else pgtable.pfn_pte(pfn, pgtable.PAGE_KERNEL)
+    t = pgtable.pte_table_lookup(init_mm, addr)
+    return 0 if t is None else t[addr >> PAGE_SHIFT & 511]
 
 
 def vmalloc_to_pfn(addr: int) -> int | None:
-    return _trace._current.vmap_pages.get(addr >> PAGE_SHIFT)
+    """vmalloc_to_page(): the init_mm page-table walk (None where nothing is mapped)."""
+    pte = _kernel_pte(_trace._current, addr)
+    return pgtable.pte_pfn(pte) if pte & pgtable._PAGE_PRESENT else None
 
 
 vmalloc_to_page = vmalloc_to_pfn
@@ -272,7 +303,16 @@ def __vmalloc_area_node(area: VmStruct, gfp_mask: int, shift: int, node: int) ->
     area.nr_pages = nr_small
     m.vmalloc_nr_pages += nr_small
     m.vmalloc.nr_vmalloc_pages += nr_small
-    vmap_pages_range(m, area.addr, pfns, order)
+    if vmap_pages_range(m, area.addr, pfns, order) < 0:
+        vunmap_range_noflush(area.addr, area.addr + size)
+        for pfn in pfns:
+            page_alloc.__free_pages(pfn, order)
+        area.pages = []
+        area.nr_pages = 0
+        m.vmalloc_nr_pages -= nr_small
+        m.vmalloc.nr_vmalloc_pages -= nr_small
+        page_alloc.warn_alloc(gfp_mask, None, f"vmalloc error: size {size}, failed to map pages")
+        return 0
     return area.addr
 
 
@@ -356,7 +396,9 @@ def vmap(pages: list[int], count: int, flags: int = VM_MAP) -> int:
     area.pages = list(pages[:count])
     area.nr_pages = count
     area.flags &= ~VM_UNINITIALIZED
-    vmap_pages_range(m, area.addr, area.pages)
+    if vmap_pages_range(m, area.addr, area.pages) < 0:
+        remove_vm_area(area.addr)
+        return 0
     if m.kasan is not None:
         m.kasan.kasan_unpoison_vmalloc(area.addr, count << PAGE_SHIFT, count << PAGE_SHIFT)
     return area.addr
@@ -369,7 +411,7 @@ def remove_vm_area(addr: int) -> VmStruct | None:
     if va is None or va.vm is None or va.va_start != addr:
         return None
     vm = va.vm
-    vunmap_range(m, addr, va.va_end - va.va_start)
+    vunmap_range_noflush(addr, va.va_end)  # free_unmap_vmap_area: the flush is lazy
     _unlink(m.vmalloc, va)
     free_vmap_area_noflush(m, va)
     return vm
@@ -387,6 +429,9 @@ def free_vmap_area_noflush(m: Any, va: VmapArea) -> None:
 @kfunc(name="__purge_vmap_area_lazy", aliases=("purge_vmap_area_lazy",))
 def purge_vmap_area_lazy(m: Any) -> None:
     st = m.vmalloc
+    if st.purge:
+        tlb.flush_tlb_kernel_range(min(va.va_start for va in st.purge),
+                                   max(va.va_end for va in st.purge))
     if m.kasan is not None:
         for va in st.purge:
             m.kasan.kasan_release_vmalloc(va.va_start, va.va_end)
@@ -507,7 +552,8 @@ def vmalloc_area_of(m: Any, addr: int) -> dict[str, Any] | None:
                 return {"area": p, "vm": None, "state": "unpurged (freed)"}
         return None
     vm = va.vm
-    pfn = m.vmap_pages.get(addr >> PAGE_SHIFT)
+    pte = _kernel_pte(m, addr)
+    pfn = pgtable.pte_pfn(pte) if pte & pgtable._PAGE_PRESENT else None
     state = "guard page" if vm is not None and addr >= vm.addr + get_vm_area_size(vm) \
         else "mapped"
     return {"area": va, "vm": vm, "pfn": pfn, "state": state}

@@ -109,6 +109,8 @@ PAGE_COPY_EXEC = _PAGE_PRESENT | _PAGE_USER | _PAGE_ACCESSED
 PAGE_COPY = PAGE_COPY_NOEXEC
 PAGE_READONLY = _PAGE_PRESENT | _PAGE_USER | _PAGE_ACCESSED | _PAGE_NX
 PAGE_READONLY_EXEC = _PAGE_PRESENT | _PAGE_USER | _PAGE_ACCESSED
+# __PAGE_KERNEL (no PTI, so _PAGE_GLOBAL stays): vmalloc/vmap mappings in init_mm
+PAGE_KERNEL = _PAGE_PRESENT | _PAGE_RW | _PAGE_ACCESSED | _PAGE_DIRTY | _PAGE_GLOBAL | _PAGE_NX
 
 # arch/x86/mm/pgprot.c protection_map[], indexed by VM_READ|VM_WRITE|VM_EXEC|VM_SHARED
 protection_map = (
@@ -287,9 +289,10 @@ def canonical(m: Any, addr: int) -> bool:
 
 
 # -- table pages -----------------------------------------------------------------------------
-def pagetable_alloc(m: Any) -> int | None:
-    """Take a zeroed page for a table; __pagetable_ctor: PGTY_table + NR_PAGETABLE."""
-    pfn = page_alloc.alloc_pages(GFP_PGTABLE_USER, 0)
+def pagetable_alloc(m: Any, gfp: int = GFP_PGTABLE_USER) -> int | None:
+    """Take a zeroed page for a table; __pagetable_ctor: PGTY_table + NR_PAGETABLE (kernel
+    tables too, as in 6.x: init_mm's tables use GFP_PGTABLE_KERNEL, not memcg-accounted)."""
+    pfn = page_alloc.alloc_pages(gfp, 0)
     if pfn is None:
         return None
     m.mem_map._mapcount[pfn] = _PT_TYPE
@@ -335,7 +338,8 @@ def pgd_free(mm: Any, pgd: list) -> None:
 
 def _upper_alloc(mm: Any, parent: list, address: int, level: int) -> int:
     m = current_machine()
-    pfn = pagetable_alloc(m)
+    pfn = pagetable_alloc(m, GFP_PGTABLE_KERNEL if mm is getattr(m, "init_mm", None)
+                          else GFP_PGTABLE_USER)
     if pfn is None:
         return -12  # -ENOMEM
     if level >= mm.paging.levels - 3:  # PUD and PMD tables count in pgtables_bytes, P4D not
@@ -371,6 +375,39 @@ def __pte_alloc(mm: Any, pmd: list, address: int) -> int:
     mm.pgtables_bytes += PTRS_PER_TABLE * 8
     pmd[address >> PMD_SHIFT & 511] = _new_leaf(m, pfn)
     return 0
+
+
+@kfunc
+def __pte_alloc_kernel(pmd: list, address: int) -> int:
+    """mm/memory.c: a PTE table for init_mm (pte_alloc_one_kernel, GFP_PGTABLE_KERNEL).
+
+    As in the kernel, a kernel PTE table is not counted in ``init_mm.pgtables_bytes``
+    (no ``mm_inc_nr_ptes``), but its ctor counts it in NR_PAGETABLE (6.x)."""
+    m = current_machine()
+    pfn = pagetable_alloc(m, GFP_PGTABLE_KERNEL)
+    if pfn is None:
+        return -12
+    pmd[address >> PMD_SHIFT & 511] = _new_leaf(m, pfn)
+    return 0
+
+
+def pte_table_alloc_kernel(mm: Any, addr: int) -> array | None:
+    """The init_mm walk of vmap_pages_range: p4d/pud/pmd_alloc_track, pte_alloc_kernel_track
+    (missing levels allocated, never freed); None on -ENOMEM."""
+    shifts = mm.paging.shifts
+    t = mm.pgd
+    n = len(shifts) - 1
+    for level in range(n):
+        i = addr >> shifts[level] & 511
+        if t[i] is None:
+            if level == n - 1:
+                err = globals()["__pte_alloc_kernel"](t, addr)
+            else:
+                err = globals()[_ALLOC_NAMES[n - 1 - level]](mm, t, addr)
+            if err:
+                return None
+        t = t[i]
+    return t  # type: ignore[return-value]
 
 
 def table_entry_value(child: Any) -> int:

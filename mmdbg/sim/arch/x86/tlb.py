@@ -205,6 +205,19 @@ def flush_tlb_page(vma: Any, addr: int) -> None:
     flush_tlb_mm_range(vma.vm_mm, addr, addr + 4096, 12, False)
 
 
+@kfunc
+def flush_tlb_kernel_range(start: int, end: int) -> None:
+    """Flush kernel translations in [start, end) on every CPU (vunmap, the lazy vmap purge).
+
+    The simulated TLB caches user translations only, so this drops any entry in the range and
+    changes no counter."""
+    m = _trace._current
+    lo, hi = start >> 12, (end + 4095) >> 12
+    for ts in m.vm.tlb:
+        for vpn in [v for v in ts.entries if lo <= v < hi]:
+            del ts.entries[vpn]
+
+
 def flush_tlb_fix_spurious_fault(vma: Any, addr: int) -> None:
     """A stale, less permissive entry caused the fault: drop it on this CPU only."""
     m = current_machine()
