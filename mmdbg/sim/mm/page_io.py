@@ -118,4 +118,4 @@ def _set(pm: Any, folio: int, data: bytes | None) -> None:
     if data is None or not any(data):
         pm.clear_pages(folio, 1)
     else:
-        pm.pages[folio] = bytearray(data)
+        pm.set_page(folio, data)

@@ -115,7 +115,7 @@ def _fill_from_disk(m: Any, host: Any, pfn: int, index: int) -> None:
     if data is None or not any(data):
         pm.clear_pages(pfn, 1)
     else:
-        pm.pages[pfn] = bytearray(data)
+        pm.set_page(pfn, data)
     m.mem_map.flags[pfn] |= _UPTODATE
 
 

@@ -288,10 +288,11 @@ def cache_grow_begin(s: SlabCache, flags: int, nodeid: int) -> Slab | None:
     slab = Slab(s, pfn, s.gfporder, s.num, node)
     slab.s_mem += offset * s.colour_off
     m.mem_map._mapcount[pfn] = SLAB_MAPCOUNT
-    pages = m.physmem.pages
+    pm = m.physmem
+    pages = pm.pages
     for p in range(pfn, pfn + (1 << s.gfporder)):
         if p not in pages:
-            pages[p] = bytearray(PAGE_SIZE)
+            pm.new_page(p)
         m.slab_pages[p] = slab
     m.node_data[node].vm_stat[_stat_item(s)] += 1 << s.gfporder
     objs = [slab.s_mem + i * s.size for i in range(s.num)]

@@ -117,10 +117,11 @@ def slob_new_pages(gfp: int, order: int, node: int) -> int:
     if pfn is None:
         return 0
     m.node_data[m.pfn_zone(pfn).node].vm_stat[NR_SLAB_UNRECLAIMABLE] += 1 << order
-    pages = m.physmem.pages
+    pm = m.physmem
+    pages = pm.pages
     for p in range(pfn, pfn + (1 << order)):
         if p not in pages:
-            pages[p] = bytearray(PAGE_SIZE)
+            pm.new_page(p)
     return PAGE_OFFSET + (pfn << PAGE_SHIFT)
 
 

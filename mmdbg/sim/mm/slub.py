@@ -441,13 +441,14 @@ def allocate_slab(s: KmemCache, flags: int, node: int) -> Slab | None:
     slab = Slab(s, pfn, order, objects, zone.node if zone is not None else 0)
     mm = m.mem_map
     mm._mapcount[pfn] = _SLAB_MAPCOUNT  # __folio_set_slab
-    pages = m.physmem.pages
+    pm = m.physmem
+    pages = pm.pages
     qv = m.slab_qv
     sp = m.slab_pages
     for p in range(pfn, pfn + (1 << order)):
         pg = pages.get(p)
         if pg is None:
-            pg = pages[p] = bytearray(PAGE_SIZE)
+            pg = pm.new_page(p)
         qv[p] = memoryview(pg).cast("Q")
         sp[p] = slab
     m.node_data[slab.node].vm_stat[slab_pgdat_stat(s)] += 1 << order

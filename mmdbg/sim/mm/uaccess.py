@@ -94,7 +94,8 @@ def touch_range(m: Any, start: int, end: int, write: bool, value: int = 0x5A) ->
     buffer does); a write stores ``value`` in the page's first byte.  Returns pages touched."""
     ts = m.vm.tlb[m.cpu]
     entries = ts.entries
-    pages = m.physmem.pages
+    pm = m.physmem
+    pages = pm.pages
     n = 0
     a = start & ~0xFFF
     touch = m.vm.cost.touch
@@ -113,7 +114,7 @@ def touch_range(m: Any, start: int, end: int, write: bool, value: int = 0x5A) ->
             pfn = pa >> 12
             pg = pages.get(pfn)
             if pg is None:
-                pg = pages[pfn] = bytearray(4096)
+                pg = pm.new_page(pfn)
             pg[0] = value
         clock.ns += touch
         n += 1
