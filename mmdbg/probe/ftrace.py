@@ -224,12 +224,8 @@ class CExpr:
 
 
 def _ival(v: Any) -> int:
-    if isinstance(v, bool):
-        return int(v)
-    if isinstance(v, int):
-        return v
-    if v is None:
-        return 0
+    """An integer as ftrace's filters see values: a string by its truth, anything else by
+    :func:`~mmdbg.probe.values.kaddr` (no ``int()`` parsing, unlike ``to_int``)."""
     if isinstance(v, str):
         return 1 if v else 0
     from mmdbg.probe.values import kaddr

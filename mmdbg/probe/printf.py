@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mmdbg.probe import types as T
+from mmdbg.probe.values import to_int
 
 _SPEC = re.compile(r"%(?P<flags>[-+ #0]*)(?P<width>\*|[0-9]+)?(?:\.(?P<prec>\*|[0-9]*))?"
                    r"(?P<len>hh|h|ll|l|j|z|t)?(?P<conv>rx|rh|gr|[a-zA-Z%])?")
@@ -101,21 +102,6 @@ def _tyname(ty: T.Ty) -> str:
 
 
 # --------------------------------------------------------------------------- runtime
-
-
-def to_int(v: Any) -> int:
-    if isinstance(v, bool):
-        return int(v)
-    if isinstance(v, int):
-        return v
-    if v is None:
-        return 0
-    try:
-        return int(v)
-    except (TypeError, ValueError):
-        from mmdbg.probe.values import kaddr
-
-        return kaddr(v)
 
 
 def _pad(s: str, spec: Spec) -> str:

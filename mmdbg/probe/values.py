@@ -97,6 +97,19 @@ def kaddr(obj: Any) -> int:
     return 0
 
 
+def to_int(v: Any) -> int:
+    """A value as an integer (arithmetic, ``%d``): ints as they are, bools as 0/1, None as 0,
+    whatever ``int()`` takes (numeric strings, floats) through it, anything else by
+    :func:`kaddr`.  ftrace's evaluator and the shell's ``p`` differ only in what they do with
+    strings and non-pointers, and build on this for the rest."""
+    if v is None or isinstance(v, int):
+        return kaddr(v)
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return kaddr(v)
+
+
 def is_kobj(v: Any) -> bool:
     return not isinstance(v, int | str | tuple | Record | bytes | list | float) and v is not None
 

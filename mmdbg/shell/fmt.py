@@ -7,6 +7,8 @@ trailing ``.0`` dropped).  These are the same rules, so tables line up as crash'
 
 from __future__ import annotations
 
+from typing import Any
+
 from mmdbg.sim.mm.mm_types import PAGE_SIZE
 
 VADDR_PRLEN = 16  # hex digits of a 64-bit kernel address
@@ -68,3 +70,14 @@ def parse_number(text: str) -> int:
             raise ValueError(text) from None
         n = int(t, 16)
     return -n if neg else n
+
+
+def parse_value(session: Any, word: str) -> int:
+    """:func:`parse_number`, plus ``$N`` and ``$`` for a value ``p`` recorded (the number it
+    stands for).  Raises ValueError for anything else, or a ``$N`` there is no value for."""
+    if word.startswith("$"):
+        v = session.history_value(int(word[1:]) if word[1:] else None)
+        if v is None:
+            raise ValueError(word)
+        return v[1]
+    return parse_number(word)

@@ -15,6 +15,7 @@ from typing import Any
 
 from mmdbg.shell.debugger import Breakpoint, Watch, body_line, get_debugger, info_subcommand
 from mmdbg.shell.errors import CommandError, UsageError
+from mmdbg.shell.fmt import parse_value
 from mmdbg.shell.registry import CommandContext, command
 from mmdbg.sim import trace
 
@@ -471,7 +472,7 @@ def _watch(ctx: CommandContext, args: list[str], wtype: str) -> None:
         if not spec or len(spec) > 2:
             raise UsageError()
         try:
-            addr = _number(ctx, spec[0])
+            addr = parse_value(ctx.session, spec[0])
             length = int(spec[1], 0) if len(spec) > 1 else 8
         except ValueError:
             raise UsageError(f"bad address or length: {' '.join(spec)}") from None
@@ -522,17 +523,6 @@ def _raw_read(pm: Any, paddr: int, size: int) -> bytes:
     return bytes(out)
 
 
-def _number(ctx: CommandContext, word: str) -> int:
-    from mmdbg.shell.fmt import parse_number
-
-    if word.startswith("$"):
-        v = ctx.session.history_value(int(word[1:]) if word[1:] else None)
-        if v is None:
-            raise ValueError(word)
-        return v[1]
-    return parse_number(word)
-
-
 _PAGE_FIELDS = ("_refcount", "_mapcount", "flags", "private", "mapping", "index", "page_type",
                 "compound_head", "memcg_data")
 
@@ -546,7 +536,7 @@ def _watch_expr(ctx: CommandContext, text: str) -> tuple[str, Any, Any]:
         if len(words) != 3:
             raise UsageError("watch page PFN|ADDR FIELD")
         try:
-            v = _number(ctx, words[1])
+            v = parse_value(ctx.session, words[1])
         except ValueError:
             raise UsageError(f"bad page: {words[1]}") from None
         pfn = (v - VMEMMAP_START) // STRUCT_PAGE_SIZE if v >= VMEMMAP_START else v
@@ -567,7 +557,8 @@ def _watch_expr(ctx: CommandContext, text: str) -> tuple[str, Any, Any]:
             return str(v) if isinstance(v, int) else repr(v)
 
         return f"page {pfn} {field}", read, fmt
-    from mmdbg.shell.commands.inspect import evaluate, format_scalar
+    from mmdbg.shell.commands.inspect import format_scalar
+    from mmdbg.shell.expr_eval import evaluate
 
     sess = ctx.session
     evaluate(sess, text)  # errors now, not at the first check

@@ -15,8 +15,8 @@ import getopt
 import re
 from typing import Any
 
-from mmdbg.shell.commands.inspect import all_tasks, find_task
 from mmdbg.shell.errors import CommandError, UsageError
+from mmdbg.shell.expr_eval import all_tasks, find_task
 from mmdbg.shell.registry import CommandContext, command
 
 

@@ -21,6 +21,11 @@ from mmdbg.sim.mm.vma import vm_flags_string
 PS_HEADER = "   PID    PPID  CPU       TASK        ST  %MEM     VSZ    RSS  COMM"
 
 
+def _hex_number(word: str) -> int:
+    """An address, pte or flags argument: hex as crash reads it, with or without ``0x``."""
+    return parse_number(word if word.startswith("0x") else "0x" + word)
+
+
 def _tasks(m: Any) -> list[Any]:
     return list(m.idle_tasks) + [m.tasks[p] for p in sorted(m.tasks)]
 
@@ -145,7 +150,7 @@ def cmd_vm(ctx: CommandContext, args: list[str]) -> None:
             if v is None:
                 raise UsageError("-f needs a value")
             try:
-                flags = parse_number(v if v.startswith("0x") else "0x" + v)
+                flags = _hex_number(v)
             except ValueError:
                 raise UsageError(f"invalid flags: {v}") from None
             ctx.print(f"{flags:x}: ({vm_flags_string(flags)})")
@@ -247,7 +252,7 @@ def cmd_vtop(ctx: CommandContext, args: list[str]) -> None:
             raise UsageError(f"invalid option: {a}")
         else:
             try:
-                addrs.append(parse_number(a if a.startswith("0x") else "0x" + a))
+                addrs.append(_hex_number(a))
             except ValueError:
                 raise UsageError(f"invalid address: {a}") from None
     if not addrs:
@@ -354,7 +359,7 @@ def cmd_ptov(ctx: CommandContext, args: list[str]) -> None:
     ctx.print("VIRTUAL           PHYSICAL")
     for a in args:
         try:
-            p = parse_number(a if a.startswith("0x") else "0x" + a)
+            p = _hex_number(a)
         except ValueError:
             raise UsageError(f"invalid physical address: {a}") from None
         ctx.print(f"{PAGE_OFFSET + p:x}  {p:x}")
@@ -376,7 +381,7 @@ def cmd_pte(ctx: CommandContext, args: list[str]) -> None:
         raise UsageError()
     for i, a in enumerate(args):
         try:
-            v = parse_number(a if a.startswith("0x") else "0x" + a)
+            v = _hex_number(a)
         except ValueError:
             raise UsageError(f"invalid pte value: {a}") from None
         if i:
@@ -421,7 +426,7 @@ def cmd_rd(ctx: CommandContext, args: list[str]) -> None:
     if not 1 <= len(rest) <= 2:
         raise UsageError()
     try:
-        addr = parse_number(rest[0] if rest[0].startswith("0x") else "0x" + rest[0])
+        addr = _hex_number(rest[0])
         count = parse_number(rest[1]) if len(rest) == 2 else 1
     except ValueError:
         raise UsageError("bad address or count") from None
