@@ -29,7 +29,8 @@ def test_memory_max_reclaims_to_swap_then_counts_events():
     ev = dict(ln.split() for ln in m.read(f"{CG}/box/memory.events").splitlines())
     assert int(ev["max"]) > 0 and ev["oom"] == "0"
     assert int(m.read(f"{CG}/box/memory.peak")) <= 8 << 20
-    assert m.read(f"{CG}/box/memory.current") == "0\n"
+    # at most the objcg's pre-charged page of its freed kernel objects (VMAs, anon_vmas)
+    assert int(m.read(f"{CG}/box/memory.current")) <= 4096
     m.check_consistency()
 
 
@@ -128,9 +129,10 @@ def test_memory_high_throttles():
     from mmdbg.sim.mm.memcontrol import mem_cgroup_lookup
 
     cg = mem_cgroup_lookup(m, "/slow")
+    usage = cg.memory.usage  # the objcg's pre-charged page of its freed kernel objects
     cg.memory.usage = cg.memory.high * 2
     assert calculate_high_delay(cg, 64) == 2000  # capped at 2 * HZ
-    cg.memory.usage = 0
+    cg.memory.usage = usage
     m.check_consistency()
 
 

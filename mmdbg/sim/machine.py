@@ -198,6 +198,7 @@ class Machine:
         from mmdbg.sim.mm import kmemleak  # late_initcall: the kmemleak scan thread
 
         kmemleak.kmemleak_late_init(self)
+        self.vm.kobj_slab = True  # tasks, mms, VMAs, anon_vmas from now on come from slab
         from mmdbg.sim.fs import vfs  # late: procfs renderers import the machine's subsystems
 
         self.vfs = vfs.build_vfs(self)

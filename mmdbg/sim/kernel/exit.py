@@ -28,6 +28,7 @@ from mmdbg.sim.kernel.sched import (
     TaskStruct,
 )
 from mmdbg.sim.mm.mmap import check_mm, exit_mmap
+from mmdbg.sim.mm.vma import kobj_slab_free
 from mmdbg.sim.trace import current_machine, kfunc
 
 
@@ -68,6 +69,7 @@ def __mmdrop(mm: Any) -> None:
     pgd_free(mm, mm.pgd)
     mm.pgd = None
     check_mm(mm)
+    kobj_slab_free(m, mm)  # free_mm -> kmem_cache_free(mm_cachep)
 
 
 @kfunc
@@ -135,6 +137,7 @@ def release_task(p: TaskStruct) -> None:
     if p.parent is not None and p in p.parent.children:
         p.parent.children.remove(p)
     m.tasks.pop(p.pid, None)
+    kobj_slab_free(m, p)  # put_task_struct -> free_task -> free_task_struct
 
 
 def try_reap(m: Any, parent: TaskStruct, pid: int = -1) -> tuple[int, int] | None:

@@ -26,10 +26,13 @@ from mmdbg.sim.arch.x86.pgtable import pgd_alloc
 from mmdbg.sim.kernel.sched import PF_KTHREAD, THREAD_SIZE, TaskStruct
 from mmdbg.sim.kernel.sched_core import TaskSched
 from mmdbg.sim.mm import memory
+from mmdbg.sim.mm.debug_vm import register_check
+from mmdbg.sim.mm.mm_types import PAGE_OFFSET, PAGE_SHIFT
 from mmdbg.sim.mm.mmap import vma_link
 from mmdbg.sim.mm.rmap import anon_vma_fork
 from mmdbg.sim.mm.util import security_vm_enough_memory, vm_unacct_memory
 from mmdbg.sim.mm.vma import (
+    _KOBJ_BASE,
     VM_ACCOUNT,
     VM_DONTCOPY,
     VM_LOCKED_MASK,
@@ -37,6 +40,8 @@ from mmdbg.sim.mm.vma import (
     VM_WIPEONFORK,
     MmStruct,
     kobj_addr,
+    kobj_slab_alloc,
+    kobj_slab_free,
     vm_area_dup,
     vm_stat_account,
 )
@@ -81,7 +86,13 @@ def new_task(m: Any, pid: int, comm: str, parent: TaskStruct | None, flags: int 
         parent.children.append(t)
         if parent.thread is not None:
             t.thread = UserRegs(parent.thread.ip, parent.thread.sp)
-    t.addr = kobj_addr(m, TASK_STRUCT_SIZE)
+    if flags & PF_KTHREAD:
+        # kernel threads (kswapd, oom_reaper ...) are started at boot in the kernel; the
+        # simulator starts them lazily, often from inside the allocator: they keep boot
+        # (non-slab) addresses
+        t.addr = kobj_addr(m, TASK_STRUCT_SIZE)
+    else:
+        kobj_slab_alloc(m, t, "task_struct", TASK_STRUCT_SIZE)  # alloc_task_struct_node
     t.stack = 0xFFFFC90000000000 + (pid << 15)
     account_kernel_stack(m, t, 1)
     t.start_time = m.clock.ns
@@ -121,6 +132,7 @@ def mm_alloc(m: Any) -> MmStruct | None:
     mm = MmStruct(m)
     mm.pgd = pgd_alloc(mm)
     if mm.pgd is None:
+        kobj_slab_free(m, mm)  # free_mm
         return None
     return mm
 
@@ -176,6 +188,7 @@ def dup_mm(tsk: TaskStruct, oldmm: MmStruct) -> MmStruct | None:
     mm.owner = tsk
     mm.pgd = pgd_alloc(mm)
     if mm.pgd is None:
+        kobj_slab_free(m, mm)  # free_mm
         return None
     if dup_mmap(mm, oldmm):
         from mmdbg.sim.kernel.exit import mmput
@@ -223,6 +236,7 @@ def copy_process(clone_flags: int, comm: str | None = None) -> Any:
     if err:
         parent.children.remove(p)
         del m.tasks[pid]
+        kobj_slab_free(m, p)  # free_task
         return err
     m.clock.ns += 20_000  # task_struct, files, signal handlers ...
     return p
@@ -265,6 +279,46 @@ def kthread_run(threadfn: Any, name: str, cpu: int | None = None) -> TaskStruct:
     else:
         m.vm.sched.wake_up_new_task(t)
     return t
+
+
+@register_check
+def check_kobj_slab(m: Any) -> None:
+    """Every live task, mm, VMA and anon_vma owns its address: a slab object it was given
+    (still tracked, in a slab page of the right cache) or a boot address; no object freed
+    to its cache is still in use."""
+    vm = getattr(m, "vm", None)
+    if vm is None:
+        return
+    objs = vm.kobj_objs
+    bump_end = _KOBJ_BASE + vm.kobj_next
+    slab_pages = getattr(m, "slab_pages", None) if getattr(m, "slab_alt", None) is None else None
+
+    def owned(o: Any, what: str) -> None:
+        ent = objs.get(o.addr)
+        if ent is not None:
+            assert ent[0] is o, f"{what} {o.addr:#x}: the slab object belongs to {ent[0]!r}"
+        else:
+            a = o.addr  # boot objects: the bump range, static (image) addresses
+            assert a == 0 or _KOBJ_BASE <= a < bump_end or a >= 0xFFFFFFFF80000000, \
+                f"{what} {a:#x} uses a freed slab object"
+
+    for pid, t in m.tasks.items():
+        owned(t, f"task {pid}")
+        mm = t.mm  # (an exited task's active_mm may be gone: no lazy-TLB mm reference)
+        if mm is not None and mm is not getattr(m, "init_mm", None):
+            owned(mm, "mm_struct")
+            for v in mm.mm_mt.vmas:
+                owned(v, "vm_area_struct")
+                for av in v.anon_vma_chain:
+                    owned(av, "anon_vma")
+    if slab_pages is not None:
+        kfence = getattr(m, "kfence", None)
+        for a, (o, s) in objs.items():
+            if kfence is not None and kfence.is_kfence_address(a):
+                continue
+            slab = slab_pages.get((a - PAGE_OFFSET) >> PAGE_SHIFT)
+            assert slab is not None and slab.slab_cache is s, \
+                f"{o!r} at {a:#x} is not an object of {s.name}"
 
 
 _ = (THREAD_SIZE, vm_unacct_memory)

@@ -66,6 +66,10 @@ class VmGlobals:
         self.zero_pfn = ZERO_PAGE_PHYS >> 12
         self.pgtables: dict[int, Any] = {}
         self.kobj_next = 0
+        # kernel objects from their slab caches (vma.kobj_slab_alloc): on once boot is done
+        self.kobj_slab = False
+        self.kobj_objs: dict[int, tuple[Any, Any]] = {}  # slab address -> (object, cache)
+        self.kobj_avc: dict[tuple[Any, Any], list[int]] = {}  # (vma, anon_vma) -> avcs
         self.mm_ctx_next = 0
         self.last_pid = 2
         self.tlb = [TlbState(c) for c in range(m.ncpus)]

@@ -85,7 +85,8 @@ from mmdbg.sim.mm.vma import (
     MmStruct,
     VmAreaStruct,
     can_vma_merge,
-    kobj_addr,
+    kobj_slab_alloc,
+    kobj_slab_free,
     vm_area_dup,
     vm_stat_account,
 )
@@ -355,13 +356,14 @@ def remove_vma(vma: VmAreaStruct) -> None:
     vma_unlink_file(vma)
     if vma.vm_file is not None:
         vma.vm_file.put()
+    kobj_slab_free(current_machine(), vma)  # vm_area_free -> kmem_cache_free
 
 
 def new_vma(mm: MmStruct, start: int, end: int, flags: int, pgoff: int,
             file: Any = None) -> VmAreaStruct:
     m = current_machine()
     v = VmAreaStruct(mm, start, end, flags, pgoff, file)
-    v.addr = kobj_addr(m, 184)
+    kobj_slab_alloc(m, v, "vm_area_struct", 184)  # vm_area_alloc
     return v
 
 
@@ -590,12 +592,14 @@ def mmap_region(file: Any, addr: int, length: int, vm_flags: int, pgoff: int) ->
         err = call_mmap(file, vma)
         if err:
             vma.vm_file.put()
+            kobj_slab_free(m, vma)
             if charged:
                 vm_unacct_memory(m, charged)
             return err
     elif vm_flags & VM_SHARED:
         err = shmem_zero_setup(vma)
         if err:
+            kobj_slab_free(m, vma)
             if charged:
                 vm_unacct_memory(m, charged)
             return err

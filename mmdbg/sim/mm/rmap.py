@@ -18,14 +18,14 @@ count pages with a non-negative mapcount.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 from mmdbg.sim import trace as _trace
+from mmdbg.sim.include.gfp import GFP_KERNEL
 from mmdbg.sim.mm import page_flags as pf
-from mmdbg.sim.mm import vmstat
+from mmdbg.sim.mm import slab_common, vmstat
 from mmdbg.sim.mm.mm_types import PAGEBLOCK_ORDER
-from mmdbg.sim.mm.vma import kobj_addr
+from mmdbg.sim.mm.vma import kobj_slab_alloc, kobj_slab_free
 from mmdbg.sim.trace import current_machine, kfunc
 
 NR_ANON_MAPPED = vmstat.NS["nr_anon_pages"]
@@ -51,7 +51,8 @@ class AnonVma:
         self.num_active_vmas = 0
         self.degree = 1
         self.vmas: list[Any] = []  # the rb_root of anon_vma_chains, as a list of VMAs
-        self.addr = kobj_addr(m, 88)
+        self.addr = 0
+        kobj_slab_alloc(m, self, "anon_vma", 88)  # anon_vma_alloc
 
     def __repr__(self) -> str:
         return f"<anon_vma {self.addr:#x}>"
@@ -60,6 +61,23 @@ class AnonVma:
 def anon_vma_chain_link(vma: Any, av: AnonVma) -> None:
     vma.anon_vma_chain.append(av)
     av.vmas.append(vma)
+    m = _trace._current
+    if m.vm.kobj_slab:  # anon_vma_chain_alloc(GFP_KERNEL); boot links none
+        s = slab_common.find_cache(m, "anon_vma_chain")
+        a = slab_common.kmem_cache_alloc(s, GFP_KERNEL) if s is not None else 0
+        if a:
+            m.vm.kobj_avc.setdefault((vma, av), []).append(a)
+
+
+def put_anon_vma(av: AnonVma) -> None:
+    """Drop a reference; the last one frees the anon_vma (and its root reference)."""
+    av.refcount -= 1
+    if av.refcount == 0:
+        m = _trace._current
+        root = av.root
+        kobj_slab_free(m, av)  # anon_vma_free
+        if root is not av:
+            put_anon_vma(root)
 
 
 @kfunc(aliases=("__anon_vma_prepare",))
@@ -97,6 +115,7 @@ def anon_vma_fork(vma: Any, pvma: Any) -> int:
     for av in pvma.anon_vma_chain:
         anon_vma_chain_link(vma, av)
     av = AnonVma(m, pvma.anon_vma)
+    av.root.refcount += 1  # get_anon_vma(anon_vma->root)
     av.parent.num_children += 1
     av.num_active_vmas += 1
     vma.anon_vma = av
@@ -115,12 +134,28 @@ def anon_vma_clone(dst: Any, src: Any) -> None:
 
 @kfunc
 def unlink_anon_vmas(vma: Any) -> None:
+    m = _trace._current
+    avcs = m.vm.kobj_avc
+    empty = []
     for av in vma.anon_vma_chain:
-        with contextlib.suppress(ValueError):
+        try:
             av.vmas.remove(vma)
+        except ValueError:
+            continue
+        a = avcs.get((vma, av))
+        if a:  # anon_vma_chain_free
+            slab_common.kmem_cache_free(slab_common.find_cache(m, "anon_vma_chain"), a.pop())
+            if not a:
+                del avcs[(vma, av)]
+        if not av.vmas:  # RB_EMPTY_ROOT: the last VMA is gone
+            if av.parent is not av:
+                av.parent.num_children -= 1
+            empty.append(av)
     if vma.anon_vma is not None:
         vma.anon_vma.num_active_vmas -= 1
     vma.anon_vma_chain = []
+    for av in empty:
+        put_anon_vma(av)
 
 
 # -- mapcounts -----------------------------------------------------------------------------

@@ -102,9 +102,11 @@ RESIDENT_PAGE_TYPES = ("MM_FILEPAGES", "MM_ANONPAGES", "MM_SWAPENTS", "MM_SHMEMP
 
 _tp_vma_store = declare_tracepoint("mmap:vma_store")
 
-# Simulated kernel addresses for mm_struct / vm_area_struct / anon_vma objects.  The slab
-# allocator (a later issue) will give these real slab addresses; until then they come from a
-# bump allocator in a range of the direct map that no RAM page uses.
+# Kernel objects (task_struct, mm_struct, vm_area_struct, anon_vma, anon_vma_chain) come from
+# their slab caches once the machine has booted (kobj_slab_alloc/kobj_slab_free).  Objects
+# boot creates (kthreadd, init's task_struct), kernel threads (started at boot in the kernel,
+# lazily here) and other simulator objects (address_space) take addresses from a bump
+# allocator in a range of the direct map that no RAM page uses.
 _KOBJ_BASE = 0xFFFF88F000000000
 
 
@@ -113,6 +115,41 @@ def kobj_addr(m: Any, size: int) -> int:
     a = _KOBJ_BASE + vm.kobj_next
     vm.kobj_next += (size + 63) & ~63
     return a
+
+
+def kobj_slab_alloc(m: Any, obj: Any, cache: str, size: int) -> int:
+    """Give ``obj`` its address: an object of the slab cache ``cache`` once the machine has
+    booted (``kmem_cache_alloc(cachep, GFP_KERNEL)``, as alloc_task_struct_node,
+    allocate_mm, vm_area_alloc, anon_vma_alloc do), else the bump range above (the objects
+    boot creates stay off the slab, so booting allocates no page).  Falls back to the bump
+    range if the slab allocation fails (simplification: the kernel fails the operation)."""
+    vm = m.vm
+    a = 0
+    if vm.kobj_slab:
+        from mmdbg.sim.include.gfp import GFP_KERNEL
+        from mmdbg.sim.mm import slab_common
+
+        s = slab_common.find_cache(m, cache)
+        if s is not None:
+            a = slab_common.kmem_cache_alloc(s, GFP_KERNEL)
+            if a:
+                vm.kobj_objs[a] = (obj, s)
+    if not a:
+        a = kobj_addr(m, size)
+    obj.addr = a
+    return a
+
+
+def kobj_slab_free(m: Any, obj: Any) -> None:
+    """Free ``obj``'s slab object back to its cache (kmem_cache_free), exactly once: a
+    second call, or an object that does not own its address (boot objects), is a no-op."""
+    vm = m.vm
+    ent = vm.kobj_objs.get(obj.addr)
+    if ent is not None and ent[0] is obj:
+        del vm.kobj_objs[obj.addr]
+        from mmdbg.sim.mm import slab_common
+
+        slab_common.kmem_cache_free(ent[1], obj.addr)
 
 
 def vm_flags_string(flags: int) -> str:
@@ -290,7 +327,8 @@ class MmStruct:
         m.vm.mm_ctx_next += 1
         self.context = MmContext(m.vm.mm_ctx_next)
         self.cpu_bitmap: set[int] = set()  # mm_cpumask()
-        self.addr = kobj_addr(m, 1408)
+        self.addr = 0
+        kobj_slab_alloc(m, self, "mm_struct", 1408)  # allocate_mm()
         self.mm_id = m.vm.mm_ctx_next
         self.machine = m
 
@@ -427,7 +465,7 @@ def vm_area_dup(orig: VmAreaStruct) -> VmAreaStruct:
     new.anon_name = orig.anon_name
     new.special_name = orig.special_name
     new.vm_private_data = orig.vm_private_data
-    new.addr = kobj_addr(trace.current_machine(), 184)
+    kobj_slab_alloc(trace.current_machine(), new, "vm_area_struct", 184)
     if orig.vm_file is not None:
         orig.vm_file.get()
     return new
