@@ -252,16 +252,7 @@ def _event_caller(tp: Tracepoint, handler: Callable[[Event], Any]) -> Callable[[
     """A raw-convention caller for one Event handler (the single-handler fast path)."""
 
     def call(m: Any, fields: dict[str, Any]) -> None:
-        args = TraceArgs()
-        args.__dict__ = fields
-        ev = _new(Event)
-        ev.probe = tp
-        ev.machine = m
-        ev.args = args
-        ev.entry = False
-        ev.retval = None
-        ev.override = _NO_OVERRIDE
-        handler(ev)
+        handler(_tp_event(tp, m, fields))
 
     return call
 
