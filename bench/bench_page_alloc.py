@@ -118,6 +118,8 @@ def main(argv):
     m.check_consistency()
 
     s = stripped_page_alloc()
+    # two machines in the same fresh state (the one above is fragmented by the mixed run)
+    m = mmdbg.boot("mem=4G cpus=2")
     m2 = mmdbg.boot("mem=4G cpus=2")
     m2.activate()
     sfree = s.__dict__["__free_pages"]
