@@ -255,3 +255,12 @@ def test_scenario_boot_options_apply_and_machine_option_wins():
     assert parse_cmdline(f"{_scenario_cmdline(ns)} mem=512M").mem == 512 << 20
     assert _scenario_cmdline(parser.parse_args([])) == ""
     assert _scenario_cmdline(parser.parse_args(["--scenario", "no-such"])) == ""
+
+
+def test_scenario_program_output_is_shown_without_probes(capsys):
+    from mmdbg.cli import main
+
+    assert main(["--scenario", "zswap:size=8M"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("zswap off: pswpout ")
+    assert "\nzswap on : pswpout " in out and "zswap pool (" in out

@@ -112,6 +112,7 @@ class Machine:
         self.cpu_curr: list[TaskStruct] = []
         self.tasks: dict[int, TaskStruct] = {}
         self.stop_requested = False
+        self.console: list[str] = []  # what simulated programs wrote to their terminal
         self.stop_reason = ""  # why (request_stop), and where: self.stop_where
         self.stop_where = ""
         self.timer_base = TimerBase(self)  # kernel/timer.py: add_timer()

@@ -353,7 +353,7 @@ class Process:
         self.m.vm.fs.create(path, size=size, pattern=pattern)
 
     def print(self, *args: Any) -> None:
-        self.task.output.append(" ".join(str(a) for a in args) + "\n")
+        self.task.tty_write(" ".join(str(a) for a in args) + "\n")
 
     # -- processes -----------------------------------------------------------------------
     def fork(self, program: Program | None = None) -> Process:

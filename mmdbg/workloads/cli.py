@@ -91,7 +91,29 @@ def make_workload_runner(ns: Any, machine: Any) -> Callable[[Callable[[], bool]]
     except UsageError as e:
         _usage_exit(f"--scenario: {e}" if spec is not None else str(e))
 
+    shown = [0]
+    # Without a probe program or tracing front end, the programs' terminal output is the
+    # output (e.g. the zswap scenario's comparison); with one, stdout belongs to the probes.
+    echo = not (getattr(ns, "program", None) or getattr(ns, "script", None)
+                or getattr(ns, "trace", None) or getattr(ns, "stat", False))
+
+    def show_console() -> None:
+        """Echo what the simulated programs printed, as their terminal would."""
+        if not echo:
+            return
+        new = machine.console[shown[0]:]
+        if new:
+            shown[0] += len(new)
+            sys.stdout.write("".join(new))
+            sys.stdout.flush()
+
     def run(until_exit: Callable[[], bool]) -> str:
+        try:
+            return _run(until_exit)
+        finally:
+            show_console()
+
+    def _run(until_exit: Callable[[], bool]) -> str:
         start = machine.clock.ns
         reason = "idle"
         while True:
@@ -99,6 +121,7 @@ def make_workload_runner(ns: Any, machine: Any) -> Callable[[Callable[[], bool]]
             if left is not None and left <= 0:
                 return "duration"
             reason = machine.run(SLICE_NS if left is None else min(SLICE_NS, left))
+            show_console()
             if reason == "stopped" and getattr(machine, "panicked", False):
                 print_panic_stop(machine)
                 return reason  # a panicked machine runs no further

@@ -336,7 +336,7 @@ def parse_cat(argv: list[str], m: Any) -> Command:
                 data = p.read(fd, 65536)
                 if not data:
                     break
-                p.task.output.append(data.decode("latin-1"))
+                p.task.tty_write(data.decode("latin-1"))
                 yield
             p.close(fd)
         return rc

@@ -46,7 +46,7 @@ def _module_driver(m: Any, comm: str, modargs: str, duration: float) -> Process:
         try:
             module.load_module(p.m, "buggy_drv", modargs)
         except module.ModuleError as e:
-            p.task.output.append(f"insmod: ERROR: {e}\n")
+            p.task.tty_write(f"insmod: ERROR: {e}\n")
             return 1
         yield p.sleep(duration)
         return 0

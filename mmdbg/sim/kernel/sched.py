@@ -84,6 +84,16 @@ class TaskStruct:
     def __repr__(self) -> str:
         return f"<task_struct {self.pid} {self.comm}>"
 
+    def tty_write(self, text: str) -> None:
+        """What the program writes to its terminal: kept on the task and copied to the
+        machine's console (what ``mmdbg --scenario`` shows on stdout)."""
+        self.output.append(text)
+        from mmdbg.sim.trace import current_machine
+
+        m = current_machine()
+        if m is not None:
+            m.console.append(text)
+
     def is_kthread(self) -> bool:
         return bool(self.flags & PF_KTHREAD)
 

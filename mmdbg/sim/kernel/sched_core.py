@@ -383,7 +383,7 @@ class Scheduler:
             return
         except OSError as e:
             # a simulated program that did not handle a failed system call exits with 1
-            t.output.append(f"{t.comm}: {e.strerror or e}\n")
+            t.tty_write(f"{t.comm}: {e.strerror or e}\n")
             self._account(rq, t, start)
             kexit.do_exit(1 << 8)
             self._after_exit(rq)
