@@ -257,10 +257,12 @@ def test_scenario_boot_options_apply_and_machine_option_wins():
     assert _scenario_cmdline(parser.parse_args(["--scenario", "no-such"])) == ""
 
 
-def test_scenario_program_output_is_shown_without_probes(capsys):
+def test_scenario_program_output_is_shown_without_probes(capsys, tmp_path):
     from mmdbg.cli import main
 
-    assert main(["--scenario", "zswap:size=8M"]) == 0
+    empty = tmp_path / "none.cmd"
+    empty.write_text("")
+    assert main(["--scenario", "zswap:size=8M", "-x", str(empty)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("zswap off: pswpout ")
     assert "\nzswap on : pswpout " in out and "zswap pool (" in out
