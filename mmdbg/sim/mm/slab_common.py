@@ -341,8 +341,16 @@ def kmem_cache_free(s: KmemCache, x: int) -> None:
         m.printk(f"kmem_cache_free: Wrong slab cache. {s.name} but object is from "
                  f"{slab.slab_cache.name}", level=3)
         m.warn_on()
-        s = slab.slab_cache
-    elif s.fast:
+        _slab_free_object(m, slab.slab_cache, slab, x, False)
+        return
+    _slab_free_object(m, s, slab, x, s.fast)
+
+
+def _slab_free_object(m: Any, s: KmemCache, slab: Any, x: int, fast: bool) -> None:
+    """do_slab_free(): push onto this CPU's freelist when the object's slab is the CPU slab
+    (the fast path, inlined by both kmem_cache_free and kfree in the kernel), else the slow
+    path (or the SLAB/SLOB allocator chosen at boot)."""
+    if fast:
         c = s.cpu_slab[m.cpu]
         fl = c.freelist
         if slab is c.slab and (not fl or fl[-1] != x):
@@ -515,20 +523,7 @@ def kfree(x: int) -> None:
     slab = m.slab_pages.get((x - PAGE_OFFSET) >> PAGE_SHIFT)
     if slab is not None:
         s = slab.slab_cache
-        if s.fast:
-            c = s.cpu_slab[m.cpu]
-            if slab is c.slab:
-                fl = c.freelist
-                if not fl or fl[-1] != x:
-                    fpa = x + s.offset
-                    m.slab_qv[(fpa - PAGE_OFFSET) >> PAGE_SHIFT][(fpa & 4095) >> 3] = \
-                        (fl[-1] if fl else 0) ^ s.random ^ fpa
-                    fl.append(x)
-                    return
-        if m.slab_alt is not None:
-            m.slab_alt.cache_free(s, x)
-            return
-        slub.slab_free(s, slab, x, 0)
+        _slab_free_object(m, s, slab, x, s.fast)
         return
     _kfree_nonslab(m, x)
 
